@@ -1,0 +1,56 @@
+"""The one error hierarchy: every error this package raises on purpose derives from
+:class:`OrchestratorError`, and each message is one line naming what was wrong."""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Root of every error raised by the orchestrator."""
+
+
+class ConfigurationError(OrchestratorError):
+    """Raised when a setting is missing or malformed."""
+
+
+class BackendUnavailable(OrchestratorError):
+    """Raised when Redis or the database cannot be reached after retries."""
+
+
+class FlowValidationError(OrchestratorError):
+    """Raised when a flow is built wrongly: a cycle, an unknown argument, a foreign task."""
+
+
+class FlowNotFound(OrchestratorError):
+    """Raised when no registered flow matches a name and project."""
+
+
+class FlowRunNotFound(OrchestratorError):
+    """Raised when a flow run id is unknown."""
+
+
+class TaskRunNotFound(OrchestratorError):
+    """Raised when a task run (flow run id and task slug) is unknown."""
+
+
+class ParameterError(OrchestratorError):
+    """Raised when flow run parameters are unknown, missing or malformed."""
+
+
+class SerializationError(OrchestratorError):
+    """Raised when a parameter or result cannot be carried as JSON."""
+
+
+class ScheduleError(OrchestratorError):
+    """Raised when a schedule is invalid: a bad cron string, a naive date, end before start."""
+
+
+class FlowLoadError(OrchestratorError):
+    """Raised when a flow's import reference no longer imports."""
+
+
+class ConcurrencyLimitError(OrchestratorError):
+    """Raised when a concurrency limit or label is invalid."""
+
+
+class FlowRunTimeout(OrchestratorError):
+    """Raised when waiting for a flow run takes longer than the given timeout."""
