@@ -1,0 +1,79 @@
+"""Configuration from the environment.
+
+With no settings at all everything lives in ``ORCHESTRATOR_HOME`` (default
+``~/.orchestrator``): a SQLite database file and an embedded Redis server on a
+unix socket. ``ORCHESTRATOR_REDIS_URL`` and ``ORCHESTRATOR_DATABASE_URL`` point a
+fleet at shared servers instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ENV_HOME = "ORCHESTRATOR_HOME"
+ENV_REDIS_URL = "ORCHESTRATOR_REDIS_URL"
+ENV_DATABASE_URL = "ORCHESTRATOR_DATABASE_URL"
+ENV_QUEUE = "ORCHESTRATOR_QUEUE"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where this process finds Redis and the database.
+
+    Attributes:
+        home: the folder holding the embedded database and Redis.
+        redis_url: a shared Redis (None: the embedded one).
+        database_url: a shared database (None: SQLite in ``home``).
+        queue: the Celery queue flow runs are sent to.
+        lease_seconds: how long a running task run's lease lasts without a heartbeat.
+    """
+
+    home: Path
+    redis_url: str | None
+    database_url: str | None
+    queue: str = "orchestrator"
+    lease_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the settings from environment variables."""
+        home = Path(os.environ.get(ENV_HOME) or Path.home() / ".orchestrator").expanduser()
+        return cls(
+            home=home,
+            redis_url=os.environ.get(ENV_REDIS_URL) or None,
+            database_url=os.environ.get(ENV_DATABASE_URL) or None,
+            queue=os.environ.get(ENV_QUEUE) or "orchestrator",
+            lease_seconds=float(os.environ.get("ORCHESTRATOR_LEASE_SECONDS") or 60),
+        )
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when no Redis URL is set and the embedded server is used."""
+        return self.redis_url is None
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when no database URL is set and SQLite in ``home`` is used."""
+        return self.database_url is None
+
+    def resolved_database_url(self) -> str:
+        """The database URL to connect to."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'orchestrator.db'}"
+
+
+def hide_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))

@@ -1,0 +1,196 @@
+"""The task-run engine: one straight pipeline, shared by ``flow.run()`` and the
+workers so the two paths cannot drift.
+
+check upstream skips -> check the trigger -> gather inputs -> run the code ->
+decide on a retry. Each step turns what happened into an :class:`Outcome`; the
+caller records it (in memory for local runs, with a compare-and-set in the
+database on workers)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.signals import FAIL, SKIP
+from orchestrator.states import State
+from orchestrator.task import Task
+
+
+@dataclass(frozen=True)
+class WaitForFlowRun:
+    """What a task returns to say "mirror flow run ``flow_run_id`` here".
+
+    On workers the node task splices the child run's canvas in its own place; in
+    ``flow.run()`` the child runs in process. The task's final state becomes the
+    child's."""
+
+    flow_run_id: str
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The recorded state of one upstream task run, as an edge sees it."""
+
+    slug: str
+    key: str | None
+    state: State
+    result: Any = None
+
+
+@dataclass
+class Outcome:
+    """What one attempt of a task run came to.
+
+    Attributes:
+        state: the state to record.
+        result: the JSON-compatible result (for Success).
+        message: a one-line explanation.
+        retry_in: seconds to wait before the next attempt (for Retrying).
+        wait_for: a flow run whose final state this task run takes.
+    """
+
+    state: State
+    result: Any = None
+    message: str | None = None
+    retry_in: float | None = None
+    wait_for: WaitForFlowRun | None = None
+
+
+class TaskTimedOut(Exception):
+    """Raised by a runner when a task's code ran past its timeout."""
+
+
+def check_upstream(task: Task, upstream: Sequence[Upstream]) -> Outcome | None:
+    """Decide from the upstream states whether the task is skipped or trigger-failed.
+
+    Returns:
+        An outcome ending the run, or None when the task should run.
+    """
+    states = [u.state for u in upstream]
+    unfinished = [u.slug for u in upstream if not u.state.is_final]
+    if unfinished:
+        raise RuntimeError(f"task {task.slug!r} started before upstream {unfinished} finished")
+    if task.skip_on_upstream_skip and any(s is State.SKIPPED for s in states):
+        skipped = [u.slug for u in upstream if u.state is State.SKIPPED]
+        return Outcome(State.SKIPPED, message=f"upstream task skipped: {', '.join(skipped)}")
+    if not task.trigger(states):
+        name = getattr(task.trigger, "__name__", "trigger")
+        summary = ", ".join(f"{u.slug}={u.state.value}" for u in upstream)
+        return Outcome(State.TRIGGER_FAILED, message=f"trigger {name} not met ({summary})")
+    return None
+
+
+def gather_inputs(constants: Mapping[str, Any], upstream: Sequence[Upstream]) -> dict[str, Any]:
+    """The keyword arguments for ``run()``: constants plus the data edges' results."""
+    inputs = dict(constants)
+    for u in upstream:
+        if u.key is not None:
+            inputs[u.key] = u.result
+    return inputs
+
+
+def to_json(value: Any, what: str) -> str:
+    """Encode ``value`` as JSON or raise TypeError naming ``what`` and the offending type."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        bad = _first_unserialisable(value)
+        raise TypeError(
+            f"{what} is not JSON-serialisable: {bad or type(value).__name__} ({exc})"
+        ) from None
+
+
+def _first_unserialisable(value: Any) -> str | None:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return None
+    if isinstance(value, list | tuple):
+        for v in value:
+            found = _first_unserialisable(v)
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str | int | float | bool) and k is not None:
+                return f"key of type {type(k).__name__}"
+            found = _first_unserialisable(v)
+            if found:
+                return found
+        return None
+    return f"a value of type {type(value).__name__}"
+
+
+def run_code(
+    task: Task,
+    inputs: Mapping[str, Any],
+    attempt: int,
+    call: Callable[[Callable[[], Any]], Any] | None = None,
+    timeout_errors: tuple[type[BaseException], ...] = (),
+) -> Outcome:
+    """Run the task's code once and turn what happened into an outcome.
+
+    Args:
+        task: the task.
+        inputs: its keyword arguments.
+        attempt: 1 for the first attempt.
+        call: how to invoke the code (the local runner enforces timeouts here).
+        timeout_errors: exceptions that mean the time limit was hit.
+
+    Returns:
+        Success with the result, Skipped, Failed, TimedOut or Retrying.
+    """
+    invoke = call or (lambda fn: fn())
+    try:
+        result = invoke(lambda: task.run(**inputs))
+    except SKIP as sig:
+        return Outcome(State.SKIPPED, message=str(sig) or "skipped by the task")
+    except FAIL as sig:
+        return Outcome(State.FAILED, message=str(sig) or "failed by the task")
+    except (TaskTimedOut, *timeout_errors):
+        return _maybe_retry(task, attempt, State.TIMED_OUT, f"timed out after {task.timeout:g}s")
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
+        return _maybe_retry(task, attempt, State.FAILED, message)
+    if isinstance(result, WaitForFlowRun):
+        return Outcome(State.RUNNING, wait_for=result, message=f"waiting for {result.flow_run_id}")
+    try:
+        to_json(result, f"result of task {task.slug!r}")
+    except TypeError as exc:
+        return Outcome(State.FAILED, message=str(exc))
+    return Outcome(State.SUCCESS, result=result)
+
+
+def _maybe_retry(task: Task, attempt: int, final: State, message: str) -> Outcome:
+    if attempt <= task.max_retries:
+        return Outcome(
+            State.RETRYING,
+            message=f"{message} (attempt {attempt} of {task.max_retries + 1})",
+            retry_in=task.retry_delay or 0.0,
+        )
+    return Outcome(final, message=message)
+
+
+def flow_state(reference: Mapping[str, State]) -> tuple[State, str]:
+    """The flow run's state from its reference tasks' states."""
+    if any(s is State.CANCELLED for s in reference.values()):
+        return State.CANCELLED, "a reference task was cancelled"
+    failed = sorted(slug for slug, s in reference.items() if not s.is_successful)
+    if failed:
+        return State.FAILED, f"some reference tasks failed: {', '.join(failed)}"
+    return State.SUCCESS, "all reference tasks succeeded"
+
+
+def mirror_outcome(
+    child_id: str, child_state: State, child_message: str | None, task_results: dict[str, Any]
+) -> tuple[State, str, dict[str, Any]]:
+    """The state, message and structured result a task takes from a child flow run.
+
+    TimedOut and TriggerFailed children count as Failed."""
+    mirrored = State.FAILED if child_state.is_failed else child_state
+    message = f"child flow run {child_id} ended {child_state.value}"
+    if child_message and child_state is not State.SUCCESS:
+        message += f": {child_message}"
+    result = {"flow_run_id": child_id, "state": child_state.value, "task_results": task_results}
+    return mirrored, message, result

@@ -1,0 +1,367 @@
+"""Flows: a DAG of tasks, built inside ``with Flow(name) as flow:``.
+
+Edges are data edges (keyed by the downstream ``run()`` argument) or ordering
+edges (no key). Cycles, unknown keys and tasks already bound into another flow
+are refused when the edge is added, each with an error naming the task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import FlowValidationError
+from orchestrator.task import Parameter, Task
+
+if TYPE_CHECKING:
+    from orchestrator.schedules import Schedule
+    from orchestrator.states import FlowRunState
+
+_active: ContextVar[list[Flow] | None] = ContextVar("orchestrator_active_flow", default=None)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``upstream`` runs before ``downstream``; with a ``key``, its result is that argument."""
+
+    upstream: Task
+    downstream: Task
+    key: str | None = None
+
+
+class Flow:
+    """A named DAG of tasks.
+
+    Args:
+        name: the flow's name, unique within a project.
+        schedule: a :class:`~orchestrator.schedules.CronSchedule` or
+            :class:`~orchestrator.schedules.IntervalSchedule` that beat fires.
+        labels: labels every run of this flow carries (for concurrency limits).
+        reference_tasks: the tasks whose states decide the flow's state;
+            by default the terminal tasks (those with no downstream).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        schedule: Schedule | None = None,
+        labels: Iterable[str] | None = None,
+        reference_tasks: Iterable[Task] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise FlowValidationError("a flow needs a non-empty name")
+        self.name = name
+        self.schedule = schedule
+        self.labels = sorted(set(labels or ()))
+        self.tasks: dict[Task, None] = {}  # insertion-ordered set
+        self.edges: list[Edge] = []
+        self.constants: dict[Task, dict[str, Any]] = {}
+        self._slugs: dict[str, Task] = {}
+        self._reference: list[Task] | None = None
+        frame = sys._getframe(1)
+        self.defined_in: tuple[str, str | None] = (
+            frame.f_globals.get("__name__", "__main__"),
+            frame.f_globals.get("__file__"),
+        )
+        if reference_tasks is not None:
+            self.set_reference_tasks(reference_tasks)
+
+    def __repr__(self) -> str:
+        return f"<Flow: {self.name} ({len(self.tasks)} tasks)>"
+
+    # --- the active-flow context -------------------------------------------
+
+    @staticmethod
+    def active() -> Flow | None:
+        """The flow of the innermost ``with Flow(...)`` block, if any."""
+        stack = _active.get()
+        return stack[-1] if stack else None
+
+    def __enter__(self) -> Flow:
+        stack = list(_active.get() or [])
+        stack.append(self)
+        self._token = _active.set(stack)
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        _active.reset(self._token)
+        if exc_type is None:
+            self.validate()
+
+    # --- building -----------------------------------------------------------
+
+    def add_task(self, task: Task) -> Task:
+        """Add a task to the flow (once); refuse a task bound into another flow."""
+        if not isinstance(task, Task):
+            raise FlowValidationError(
+                f"flow {self.name!r}: expected a task, got {type(task).__name__}"
+            )
+        if task in self.tasks:
+            return task
+        if task._flow is not None and task._flow is not self:
+            raise FlowValidationError(
+                f"task {task.name!r} belongs to flow {task._flow.name!r}; call it inside "
+                f"flow {self.name!r} to bind a copy"
+            )
+        if isinstance(task, Parameter):
+            clash = self._slugs.get(task.name)
+            if clash is not None:
+                raise FlowValidationError(
+                    f"flow {self.name!r} has two parameters named {task.name!r}"
+                )
+        slug = task.slug or _slugify(task.name)
+        if slug in self._slugs:
+            if task.slug and not isinstance(task, Parameter):
+                raise FlowValidationError(f"flow {self.name!r}: two tasks have slug {slug!r}")
+            n = 2
+            while f"{slug}-{n}" in self._slugs:
+                n += 1
+            slug = f"{slug}-{n}"
+        task.slug = slug
+        task._flow = self
+        self._slugs[slug] = task
+        self.tasks[task] = None
+        return task
+
+    def add_edge(self, upstream: Any, downstream: Task, key: str | None = None) -> Edge:
+        """Add an edge; refuse cycles, unknown keys and a key bound twice."""
+        if not isinstance(upstream, Task):
+            raise FlowValidationError(
+                f"task {downstream.name!r}: upstream must be a task, got {type(upstream).__name__}"
+            )
+        if upstream is downstream:
+            raise FlowValidationError(f"task {downstream.name!r} cannot depend on itself")
+        if key is not None:
+            downstream.check_argument(key)
+            for e in self.edges:
+                if e.downstream is downstream and e.key == key:
+                    raise FlowValidationError(
+                        f"task {downstream.name!r}: argument {key!r} is already bound to "
+                        f"task {e.upstream.name!r}"
+                    )
+            if key in self.constants.get(downstream, {}):
+                raise FlowValidationError(
+                    f"task {downstream.name!r}: argument {key!r} is already bound to a constant"
+                )
+        self.add_task(upstream)
+        self.add_task(downstream)
+        if self._reaches(downstream, upstream):
+            raise FlowValidationError(
+                f"flow {self.name!r}: edge {upstream.slug!r} -> {downstream.slug!r} makes a cycle"
+            )
+        edge = Edge(upstream, downstream, key)
+        if edge not in self.edges:
+            self.edges.append(edge)
+        return edge
+
+    def set_dependencies(
+        self,
+        task: Task,
+        upstream_tasks: Iterable[Any] | None = None,
+        downstream_tasks: Iterable[Any] | None = None,
+        keyword_tasks: dict[str, Any] | None = None,
+    ) -> None:
+        """Add ``task`` with its ordering edges, data edges and constants."""
+        self.add_task(task)
+        for up in upstream_tasks or ():
+            self.add_edge(up, task)
+        for down in downstream_tasks or ():
+            self.add_edge(task, down)
+        for key, value in (keyword_tasks or {}).items():
+            if isinstance(value, Task):
+                self.add_edge(value, task, key=key)
+            else:
+                task.check_argument(key)
+                self.constants.setdefault(task, {})[key] = value
+
+    def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
+        """Choose which tasks' states decide the flow's state."""
+        chosen = list(tasks)
+        for t in chosen:
+            if t not in self.tasks:
+                raise FlowValidationError(
+                    f"flow {self.name!r}: reference task {t.name!r} is not in the flow"
+                )
+        self._reference = chosen
+
+    # --- reading ------------------------------------------------------------
+
+    def task_by_slug(self, slug: str) -> Task:
+        """The task with this slug."""
+        try:
+            return self._slugs[slug]
+        except KeyError:
+            raise FlowValidationError(f"flow {self.name!r} has no task {slug!r}") from None
+
+    def upstream_edges(self, task: Task) -> list[Edge]:
+        """The edges into ``task``."""
+        return [e for e in self.edges if e.downstream is task]
+
+    def downstream_edges(self, task: Task) -> list[Edge]:
+        """The edges out of ``task``."""
+        return [e for e in self.edges if e.upstream is task]
+
+    def parameters(self) -> list[Parameter]:
+        """The flow's parameters, in the order they were added."""
+        return [t for t in self.tasks if isinstance(t, Parameter)]
+
+    def terminal_tasks(self) -> list[Task]:
+        """Tasks with no downstream."""
+        has_down = {e.upstream for e in self.edges}
+        return [t for t in self.tasks if t not in has_down]
+
+    def reference_tasks(self) -> list[Task]:
+        """The tasks whose states decide the flow's state."""
+        return list(self._reference) if self._reference is not None else self.terminal_tasks()
+
+    def sorted_tasks(self) -> list[Task]:
+        """The tasks in a topological order, stable with respect to insertion order."""
+        indegree = {t: 0 for t in self.tasks}
+        down: dict[Task, list[Task]] = {t: [] for t in self.tasks}
+        for e in self.edges:
+            indegree[e.downstream] += 1
+            down[e.upstream].append(e.downstream)
+        ready = [t for t, d in indegree.items() if d == 0]
+        out: list[Task] = []
+        while ready:
+            t = ready.pop(0)
+            out.append(t)
+            for d in down[t]:
+                indegree[d] -= 1
+                if indegree[d] == 0:
+                    ready.append(d)
+        if len(out) != len(self.tasks):
+            stuck = [t.slug for t in self.tasks if t not in out]
+            raise FlowValidationError(f"flow {self.name!r} has a cycle through {stuck}")
+        return out
+
+    def _reaches(self, start: Task, goal: Task) -> bool:
+        seen: set[Task] = set()
+        todo = [start]
+        while todo:
+            t = todo.pop()
+            if t is goal:
+                return True
+            if t in seen:
+                continue
+            seen.add(t)
+            todo.extend(e.downstream for e in self.edges if e.upstream is t)
+        return False
+
+    def validate(self) -> None:
+        """Check the whole flow: acyclic, and every required argument bound."""
+        if not self.tasks:
+            raise FlowValidationError(f"flow {self.name!r} has no tasks")
+        self.sorted_tasks()
+        for t in self.tasks:
+            bound = {e.key for e in self.upstream_edges(t) if e.key} | set(self.constants.get(t, {}))
+            missing = [a for a in t.required_arguments() if a not in bound]
+            if missing:
+                raise FlowValidationError(
+                    f"task {t.slug!r} in flow {self.name!r} is missing argument(s) "
+                    f"{', '.join(missing)}"
+                )
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+    # --- structure ----------------------------------------------------------
+
+    def structure(self) -> dict[str, Any]:
+        """A JSON description of the flow's structure (what versions are compared on)."""
+        tasks = []
+        for t in self.tasks:
+            tasks.append(
+                {
+                    "slug": t.slug,
+                    "name": t.name,
+                    "type": f"{type(t).__module__}.{type(t).__qualname__}",
+                    "fn": _qualname(getattr(t, "fn", None)),
+                    "trigger": getattr(t.trigger, "__name__", repr(t.trigger)),
+                    "max_retries": t.max_retries,
+                    "retry_delay": t.retry_delay,
+                    "timeout": t.timeout,
+                    "skip_on_upstream_skip": t.skip_on_upstream_skip,
+                    "constants": _jsonish(self.constants.get(t, {})),
+                    "options": _jsonish(getattr(t, "structure_options", lambda: {})()),
+                }
+            )
+        edges = sorted(
+            [e.upstream.slug or "", e.downstream.slug or "", e.key or ""] for e in self.edges
+        )
+        return {
+            "name": self.name,
+            "tasks": tasks,
+            "edges": edges,
+            "parameters": [p.declaration() for p in self.parameters()],
+            "reference": sorted(t.slug or "" for t in self.reference_tasks()),
+            "labels": self.labels,
+            "schedule": self.schedule.to_dict() if self.schedule is not None else None,
+        }
+
+    def structural_hash(self) -> str:
+        """A hash of :meth:`structure`: equal for equal structures."""
+        blob = json.dumps(self.structure(), sort_keys=True, default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    # --- running and registering -------------------------------------------
+
+    def run(self, parameters: dict[str, Any] | None = None) -> FlowRunState:
+        """Run the flow in this process, with no broker, and return its final state.
+
+        Args:
+            parameters: values for the flow's parameters.
+
+        Returns:
+            The flow run's state, with every task's state and result.
+        """
+        from orchestrator.local import run_flow
+
+        return run_flow(self, parameters or {})
+
+    def register(
+        self,
+        project_name: str,
+        import_ref: str | None = None,
+        labels: Iterable[str] | None = None,
+    ) -> int:
+        """Store this flow in the project; a new version only when its structure changed.
+
+        Args:
+            project_name: the project (created when missing).
+            import_ref: how workers import the flow (``module:attribute`` or
+                ``path/to/file.py:attribute``); found automatically when the flow
+                is a module-level variable.
+            labels: extra labels for the flow's runs.
+
+        Returns:
+            The flow's version number.
+        """
+        from orchestrator.client import Client
+
+        if labels:
+            self.labels = sorted(set(self.labels) | set(labels))
+        return Client().register(self, project_name=project_name, import_ref=import_ref)
+
+
+def _slugify(name: str) -> str:
+    out = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip())
+    return out or "task"
+
+
+def _qualname(fn: Any) -> str | None:
+    if fn is None:
+        return None
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _jsonish(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, sort_keys=True, default=repr))
+    except (TypeError, ValueError):
+        return repr(value)

@@ -1,0 +1,136 @@
+"""Run states: one ``str`` enum for flow runs and task runs, and the table of
+transitions a run may make. Everything that records a state goes through
+:func:`check_transition`, so an illegal jump is caught where it happens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.task import Task
+
+
+class State(str, Enum):
+    """The state of a flow run or a task run."""
+
+    PENDING = "Pending"
+    SCHEDULED = "Scheduled"
+    QUEUED = "Queued"
+    SUBMITTED = "Submitted"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUCCESS = "Success"
+    FAILED = "Failed"
+    TRIGGER_FAILED = "TriggerFailed"
+    TIMED_OUT = "TimedOut"
+    SKIPPED = "Skipped"
+    CANCELLED = "Cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        """True for states a run never leaves."""
+        return self in FINAL_STATES
+
+    @property
+    def is_successful(self) -> bool:
+        """True for Success and Skipped (a skip counts as success, as in Prefect 1)."""
+        return self in (State.SUCCESS, State.SKIPPED)
+
+    @property
+    def is_failed(self) -> bool:
+        """True for Failed and its kinds, TriggerFailed and TimedOut."""
+        return self in (State.FAILED, State.TRIGGER_FAILED, State.TIMED_OUT)
+
+
+FINAL_STATES = frozenset(
+    {
+        State.SUCCESS,
+        State.FAILED,
+        State.TRIGGER_FAILED,
+        State.TIMED_OUT,
+        State.SKIPPED,
+        State.CANCELLED,
+    }
+)
+
+_ENDINGS = frozenset(FINAL_STATES)
+
+#: Allowed transitions: ``TRANSITIONS[a]`` holds every state a run in ``a`` may move to.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PENDING: frozenset(
+        {State.SCHEDULED, State.QUEUED, State.SUBMITTED, State.RUNNING} | _ENDINGS
+    ),
+    State.SCHEDULED: frozenset({State.QUEUED, State.SUBMITTED, State.RUNNING} | _ENDINGS),
+    State.QUEUED: frozenset({State.SUBMITTED, State.RUNNING} | _ENDINGS),
+    State.SUBMITTED: frozenset({State.QUEUED, State.RUNNING} | _ENDINGS),
+    State.RUNNING: frozenset({State.RETRYING, State.QUEUED} | _ENDINGS),
+    State.RETRYING: frozenset({State.RUNNING} | _ENDINGS),
+    **{final: frozenset() for final in FINAL_STATES},
+}
+
+
+def can_transition(old: State, new: State) -> bool:
+    """Whether a run in ``old`` may move to ``new``."""
+    return new in TRANSITIONS[old]
+
+
+def states_before(new: State) -> frozenset[State]:
+    """Every state from which ``new`` may be reached (the compare side of a CAS update)."""
+    return frozenset(old for old, nexts in TRANSITIONS.items() if new in nexts)
+
+
+@dataclass
+class TaskRunState:
+    """The recorded outcome of one task run.
+
+    Attributes:
+        state: the run's state.
+        result: the task's return value (JSON-compatible) when it succeeded.
+        message: a one-line explanation, for example the exception that failed it.
+        attempts: how many times the task's code was started.
+    """
+
+    state: State
+    result: Any = None
+    message: str | None = None
+    attempts: int = 0
+
+    def is_successful(self) -> bool:
+        """True when the task run succeeded or was skipped."""
+        return self.state.is_successful
+
+    def is_failed(self) -> bool:
+        """True when the task run failed, timed out or its trigger failed."""
+        return self.state.is_failed
+
+
+@dataclass
+class FlowRunState:
+    """The final state of a flow run, with the state of each of its tasks.
+
+    Attributes:
+        state: the flow run's state.
+        message: a one-line explanation.
+        result: each task's :class:`TaskRunState`, keyed by the task object.
+    """
+
+    state: State
+    message: str | None = None
+    result: dict[Task, TaskRunState] = field(default_factory=dict)
+
+    def is_successful(self) -> bool:
+        """True when the flow run succeeded."""
+        return self.state.is_successful
+
+    def is_failed(self) -> bool:
+        """True when the flow run failed."""
+        return self.state.is_failed
+
+    def by_slug(self) -> dict[str, TaskRunState]:
+        """The task states keyed by task slug."""
+        return {task.slug or task.name: st for task, st in self.result.items()}

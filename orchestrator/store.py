@@ -1,0 +1,616 @@
+"""The SQL adapter: every read and compare-and-set write of flows, flow runs and
+task runs, through SQLAlchemy 2. The database is the source of truth for runs."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.config import hide_password
+from orchestrator.errors import BackendUnavailable, ConfigurationError, FlowNotFound, FlowRunNotFound
+from orchestrator.models import FlowRun, FlowVersion, Project, StateEvent, TaskRun
+from orchestrator.states import State, states_before
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+RUN_NAMESPACE = uuid.UUID("6f1c2a8e-5b8e-4c1e-9f0a-3d2b7c4e5a10")
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, aware."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """``value`` as an aware UTC datetime (SQLite hands back naive ones)."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def task_run_id(flow_run_id: str, slug: str, map_index: int = -1) -> str:
+    """The deterministic id of a task run."""
+    return str(uuid.uuid5(RUN_NAMESPACE, f"{flow_run_id}/{slug}/{map_index}"))
+
+
+def run_id_for_key(key: str) -> str:
+    """The deterministic flow run id for an idempotency key."""
+    return str(uuid.uuid5(RUN_NAMESPACE, key))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a node's claim on its task run.
+
+    Attributes:
+        claimed: True when this caller now holds the run's lease and may run the code.
+        task_run: the task run as recorded after the claim.
+    """
+
+    claimed: bool
+    task_run: TaskRun
+
+
+class Store:
+    """Runs and flows in one SQL database.
+
+    Args:
+        url: an SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+        auto_migrate: apply pending migrations on first use (the embedded default).
+    """
+
+    def __init__(self, url: str, auto_migrate: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.is_sqlite:
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+        else:
+            kwargs["connect_args"] = {"connect_timeout": 10} if "psycopg" in url else {}
+            kwargs["pool_size"] = 5
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except Exception as exc:  # bad URL, missing driver
+            raise ConfigurationError(
+                f"database URL {hide_password(url)} is not usable: {exc}".splitlines()[0]
+            ) from None
+        if self.is_sqlite:
+            _sqlite_pragmas(self.engine)
+        self._writer = self.engine.execution_options(immediate=True)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self._writer, expire_on_commit=False)
+        if auto_migrate:
+            self.upgrade()
+
+    # --- sessions ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session."""
+        with self._translate(), self._read() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session in one write transaction, committed at the end of the block."""
+        with self._translate(), self._write.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except (OperationalError, SAInterfaceError) as exc:
+            detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise BackendUnavailable(
+                f"database {hide_password(self.url)} is unreachable: {detail}"
+            ) from exc
+
+    # --- migrations ---------------------------------------------------------------
+
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return cfg
+
+    def upgrade(self) -> str:
+        """Apply every pending migration; returns the head revision."""
+        from alembic import command
+
+        cfg = self._alembic_config()
+        lock = self._migration_lock()
+        with lock, self._translate(), self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return self.current_revision() or ""
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if not self.is_sqlite:
+            yield
+            return
+        path = Path(self.url.split("///", 1)[-1] + ".migrate.lock")
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def current_revision(self) -> str | None:
+        """The revision the database is at, or None before any migration."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._translate(), self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str:
+        """The newest migration this code knows."""
+        from alembic.script import ScriptDirectory
+
+        return str(ScriptDirectory.from_config(self._alembic_config()).get_current_head())
+
+    def check_migrated(self) -> None:
+        """Raise a clear error when the schema is behind this code."""
+        current = self.current_revision()
+        if current != self.head_revision():
+            raise ConfigurationError(
+                f"database {hide_password(self.url)} is at migration {current or 'none'}, "
+                f"not {self.head_revision()}: run `orchestrator db upgrade`"
+            )
+
+    # --- flows --------------------------------------------------------------------
+
+    def register_flow(
+        self,
+        project_name: str,
+        name: str,
+        structure_hash: str,
+        structure: dict[str, Any],
+        import_ref: str,
+        parameters: list[dict[str, Any]],
+        schedule: dict[str, Any] | None,
+        labels: list[str],
+    ) -> FlowVersion:
+        """Store a flow; a new version only when the structure differs from the newest."""
+        for _ in range(3):
+            try:
+                with self.writing() as s:
+                    return self._register(
+                        s, project_name, name, structure_hash, structure, import_ref,
+                        parameters, schedule, labels,
+                    )  # fmt: skip
+            except IntegrityError:
+                continue  # another process registered at the same moment; look again
+        raise BackendUnavailable(f"could not register flow {name!r}: too much contention")
+
+    def _register(
+        self,
+        s: Session,
+        project_name: str,
+        name: str,
+        structure_hash: str,
+        structure: dict[str, Any],
+        import_ref: str,
+        parameters: list[dict[str, Any]],
+        schedule: dict[str, Any] | None,
+        labels: list[str],
+    ) -> FlowVersion:
+        project = s.scalar(select(Project).where(Project.name == project_name))
+        if project is None:
+            project = Project(name=project_name, created=utcnow())
+            s.add(project)
+            s.flush()
+        newest = s.scalar(
+            select(FlowVersion)
+            .where(FlowVersion.project_id == project.id, FlowVersion.name == name)
+            .order_by(FlowVersion.version.desc())
+            .limit(1)
+        )
+        if newest is not None and newest.structure_hash == structure_hash and not newest.archived:
+            if newest.import_ref != import_ref:
+                newest.import_ref = import_ref
+            return newest
+        s.execute(
+            update(FlowVersion)
+            .where(FlowVersion.project_id == project.id, FlowVersion.name == name)
+            .values(archived=True)
+        )
+        version = FlowVersion(
+            id=str(uuid.uuid4()),
+            project_id=project.id,
+            name=name,
+            version=(newest.version + 1) if newest else 1,
+            archived=False,
+            import_ref=import_ref,
+            parameters=parameters,
+            schedule=schedule,
+            schedule_paused=False,
+            labels=labels,
+            structure_hash=structure_hash,
+            structure=structure,
+            created=utcnow(),
+        )
+        s.add(version)
+        return version
+
+    def newest_flow(self, project_name: str, name: str) -> FlowVersion:
+        """The newest non-archived version of a flow, or FlowNotFound listing what exists."""
+        with self.reading() as s:
+            project = s.scalar(select(Project).where(Project.name == project_name))
+            if project is None:
+                projects = sorted(s.scalars(select(Project.name)).all())
+                raise FlowNotFound(
+                    f"no project {project_name!r} (flow {name!r}); projects: "
+                    f"{', '.join(projects) or 'none registered'}"
+                )
+            found = s.scalar(
+                select(FlowVersion).where(
+                    FlowVersion.project_id == project.id,
+                    FlowVersion.name == name,
+                    FlowVersion.archived.is_(False),
+                )
+            )
+            if found is None:
+                names = sorted(
+                    set(
+                        s.scalars(
+                            select(FlowVersion.name).where(
+                                FlowVersion.project_id == project.id,
+                                FlowVersion.archived.is_(False),
+                            )
+                        ).all()
+                    )
+                )
+                raise FlowNotFound(
+                    f"no flow {name!r} in project {project_name!r}; its flows: "
+                    f"{', '.join(names) or 'none'}"
+                )
+            return found
+
+    def flow_version(self, flow_id: str) -> FlowVersion:
+        """A flow version by id."""
+        with self.reading() as s:
+            found = s.get(FlowVersion, flow_id)
+            if found is None:
+                raise FlowNotFound(f"no flow version {flow_id!r}")
+            return found
+
+    def project_name(self, project_id: int) -> str:
+        """A project's name by id."""
+        with self.reading() as s:
+            project = s.get(Project, project_id)
+            return project.name if project else "?"
+
+    def list_flows(self, include_archived: bool = False) -> list[tuple[str, FlowVersion]]:
+        """Every flow version with its project name, newest first within each flow."""
+        with self.reading() as s:
+            q = select(Project.name, FlowVersion).join(
+                FlowVersion, FlowVersion.project_id == Project.id
+            )
+            if not include_archived:
+                q = q.where(FlowVersion.archived.is_(False))
+            q = q.order_by(Project.name, FlowVersion.name, FlowVersion.version.desc())
+            return [(p, f) for p, f in s.execute(q).all()]
+
+    # --- flow runs ----------------------------------------------------------------
+
+    def create_flow_run(
+        self,
+        flow: FlowVersion,
+        parameters: dict[str, Any],
+        state: State,
+        idempotency_key: str | None = None,
+        name: str | None = None,
+        labels: Sequence[str] = (),
+        scheduled_start_time: datetime | None = None,
+        parent_flow_run_id: str | None = None,
+        parent_task_run_id: str | None = None,
+    ) -> tuple[FlowRun, bool]:
+        """Insert a flow run, or find the one with the same idempotency key.
+
+        Returns:
+            The run, and True when this call created it.
+        """
+        run_id = run_id_for_key(idempotency_key) if idempotency_key else str(uuid.uuid4())
+        now = utcnow()
+        run = FlowRun(
+            id=run_id,
+            flow_id=flow.id,
+            name=name,
+            state=state.value,
+            message=None,
+            parameters=parameters,
+            labels=sorted(set(labels) | set(flow.labels or [])),
+            idempotency_key=idempotency_key,
+            parent_flow_run_id=parent_flow_run_id,
+            parent_task_run_id=parent_task_run_id,
+            scheduled_start_time=scheduled_start_time,
+            created=now,
+            updated=now,
+        )
+        if idempotency_key:
+            existing = self.flow_run_by_key(idempotency_key)
+            if existing is not None:
+                return existing, False
+        try:
+            with self.writing() as s:
+                s.add(run)
+                s.add(StateEvent(flow_run_id=run_id, state=state.value, timestamp=now))
+        except IntegrityError:
+            if idempotency_key:
+                existing = self.flow_run_by_key(idempotency_key)
+                if existing is not None:
+                    return existing, False
+            raise
+        return run, True
+
+    def flow_run_by_key(self, key: str) -> FlowRun | None:
+        """The flow run holding an idempotency key."""
+        with self.reading() as s:
+            return s.scalar(select(FlowRun).where(FlowRun.idempotency_key == key))
+
+    def get_flow_run(self, flow_run_id: str) -> FlowRun:
+        """A flow run by id, or FlowRunNotFound."""
+        with self.reading() as s:
+            run = s.get(FlowRun, flow_run_id)
+        if run is None:
+            raise FlowRunNotFound(f"no flow run {flow_run_id!r}")
+        return run
+
+    def set_flow_run_state(
+        self,
+        flow_run_id: str,
+        new: State,
+        message: str | None = None,
+        expected: Iterable[State] | None = None,
+    ) -> bool:
+        """Compare-and-set a flow run's state; False when it was not in an expected state."""
+        allowed = [s.value for s in (expected if expected is not None else states_before(new))]
+        now = utcnow()
+        values: dict[str, Any] = {"state": new.value, "message": message, "updated": now}
+        if new is State.RUNNING:
+            values["start_time"] = func.coalesce(FlowRun.start_time, now)
+        if new.is_final:
+            values["end_time"] = now
+        with self.writing() as s:
+            done = s.execute(
+                update(FlowRun)
+                .where(FlowRun.id == flow_run_id, FlowRun.state.in_(allowed))
+                .values(**values)
+            ).rowcount
+            if done:
+                s.add(StateEvent(flow_run_id=flow_run_id, state=new.value, message=message,
+                                 timestamp=now))
+        return bool(done)
+
+    def list_flow_runs(
+        self, limit: int = 20, state: State | None = None, top_level_only: bool = False
+    ) -> list[tuple[FlowRun, str]]:
+        """The newest flow runs with their flow names."""
+        with self.reading() as s:
+            q = select(FlowRun, FlowVersion.name).join(FlowVersion, FlowVersion.id == FlowRun.flow_id)
+            if state is not None:
+                q = q.where(FlowRun.state == state.value)
+            if top_level_only:
+                q = q.where(FlowRun.parent_flow_run_id.is_(None))
+            q = q.order_by(FlowRun.created.desc()).limit(limit)
+            return [(r, n) for r, n in s.execute(q).all()]
+
+    def child_runs(self, flow_run_id: str) -> list[FlowRun]:
+        """The flow runs started by tasks of this run."""
+        with self.reading() as s:
+            return list(
+                s.scalars(
+                    select(FlowRun)
+                    .where(FlowRun.parent_flow_run_id == flow_run_id)
+                    .order_by(FlowRun.created)
+                ).all()
+            )
+
+    def flows_by_id(self, ids: Iterable[str]) -> dict[str, FlowVersion]:
+        """Flow versions by id."""
+        wanted = set(ids)
+        if not wanted:
+            return {}
+        with self.reading() as s:
+            return {f.id: f for f in s.scalars(select(FlowVersion).where(FlowVersion.id.in_(wanted)))}
+
+    # --- task runs ----------------------------------------------------------------
+
+    def create_task_runs(
+        self,
+        flow_run_id: str,
+        tasks: Sequence[tuple[str, str]],
+        map_index: int = -1,
+        done: dict[str, Any] | None = None,
+    ) -> None:
+        """Insert Pending task runs (slug, name) unless they exist already.
+
+        Slugs in ``done`` are inserted as Success with that result (parameters)."""
+        done = done or {}
+        now = utcnow()
+        with self.writing() as s:
+            have = set(
+                s.scalars(
+                    select(TaskRun.slug).where(
+                        TaskRun.flow_run_id == flow_run_id, TaskRun.map_index == map_index
+                    )
+                ).all()
+            )
+            rows = [
+                {
+                    "id": task_run_id(flow_run_id, slug, map_index),
+                    "flow_run_id": flow_run_id,
+                    "slug": slug,
+                    "map_index": map_index,
+                    "name": name,
+                    "state": (State.SUCCESS if slug in done else State.PENDING).value,
+                    "result": done.get(slug),
+                    "attempts": 1 if slug in done else 0,
+                    "start_time": now if slug in done else None,
+                    "end_time": now if slug in done else None,
+                }
+                for slug, name in tasks
+                if slug not in have
+            ]
+            if rows:
+                s.execute(insert(TaskRun), rows)
+
+    def task_runs(self, flow_run_id: str, slugs: Iterable[str] | None = None) -> list[TaskRun]:
+        """The task runs of a flow run (optionally only some slugs)."""
+        with self.reading() as s:
+            q = select(TaskRun).where(TaskRun.flow_run_id == flow_run_id)
+            if slugs is not None:
+                q = q.where(TaskRun.slug.in_(list(slugs)))
+            return list(s.scalars(q.order_by(TaskRun.start_time, TaskRun.slug)).all())
+
+    def get_task_run(self, task_run_id: str) -> TaskRun | None:
+        """A task run by id."""
+        with self.reading() as s:
+            return s.get(TaskRun, task_run_id)
+
+    def claim_task_run(
+        self,
+        task_run_id: str,
+        flow_run_id: str,
+        owner: str,
+        lease_seconds: float,
+        worker: str | None,
+    ) -> Claim:
+        """Take a task run's lease to run its code.
+
+        A run in Pending or Retrying, or Running with an expired lease (its worker
+        died), is claimed: it becomes Running, its attempt count grows by one.
+        Otherwise the recorded run is returned unclaimed.
+        """
+        now = utcnow()
+        with self.writing() as s:
+            done = s.execute(
+                update(TaskRun)
+                .where(
+                    TaskRun.id == task_run_id,
+                    or_(
+                        TaskRun.state.in_([State.PENDING.value, State.RETRYING.value]),
+                        (TaskRun.state == State.RUNNING.value) & (TaskRun.lease_until < now)
+                        & TaskRun.child_flow_run_id.is_(None),
+                    ),
+                )
+                .values(
+                    state=State.RUNNING.value,
+                    lease_owner=owner,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=TaskRun.attempts + 1,
+                    worker=worker,
+                    start_time=func.coalesce(TaskRun.start_time, now),
+                )
+            ).rowcount
+            if done:
+                s.add(StateEvent(flow_run_id=flow_run_id, task_run_id=task_run_id,
+                                 state=State.RUNNING.value, timestamp=now))
+            run = s.get(TaskRun, task_run_id)
+        if run is None:
+            raise FlowRunNotFound(f"no task run {task_run_id!r}")
+        return Claim(bool(done), run)
+
+    def renew_lease(self, task_run_id: str, owner: str, lease_seconds: float) -> bool:
+        """Extend a held lease (the heartbeat)."""
+        with self.writing() as s:
+            return bool(
+                s.execute(
+                    update(TaskRun)
+                    .where(TaskRun.id == task_run_id, TaskRun.lease_owner == owner,
+                           TaskRun.state == State.RUNNING.value)
+                    .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+                ).rowcount
+            )
+
+    def finish_task_run(
+        self,
+        task_run_id: str,
+        flow_run_id: str,
+        state: State,
+        message: str | None = None,
+        result: Any = None,
+        owner: str | None = None,
+        child_flow_run_id: str | None = None,
+    ) -> bool:
+        """Record a task run's new state; with ``owner``, only while that lease is held.
+
+        Without an owner the run must not be final yet (used for skips, trigger
+        failures and mirrored child states)."""
+        now = utcnow()
+        values: dict[str, Any] = {"state": state.value, "message": message}
+        if state.is_final:
+            values.update(result=result, end_time=now, lease_owner=None, lease_until=None)
+            values["start_time"] = func.coalesce(TaskRun.start_time, now)
+        if child_flow_run_id is not None:
+            values["child_flow_run_id"] = child_flow_run_id
+        cond = [TaskRun.id == task_run_id]
+        if owner is not None:
+            cond += [TaskRun.lease_owner == owner, TaskRun.state == State.RUNNING.value]
+        else:
+            cond.append(TaskRun.state.in_([s.value for s in states_before(state)]))
+        with self.writing() as s:
+            done = s.execute(update(TaskRun).where(*cond).values(**values)).rowcount
+            if done:
+                s.add(StateEvent(flow_run_id=flow_run_id, task_run_id=task_run_id,
+                                 state=state.value, message=message, timestamp=now))
+        return bool(done)
+
+    def cancel_pending_task_runs(self, flow_run_id: str, message: str) -> int:
+        """Mark every unfinished task run of a flow run Cancelled."""
+        unfinished = [s.value for s in State if not s.is_final]
+        with self.writing() as s:
+            return int(
+                s.execute(
+                    update(TaskRun)
+                    .where(TaskRun.flow_run_id == flow_run_id, TaskRun.state.in_(unfinished))
+                    .values(state=State.CANCELLED.value, message=message, end_time=utcnow(),
+                            lease_owner=None, lease_until=None)
+                ).rowcount
+            )
+
+    def history(self, flow_run_id: str) -> list[StateEvent]:
+        """The recorded state changes of a flow run and its task runs, oldest first."""
+        with self.reading() as s:
+            return list(
+                s.scalars(
+                    select(StateEvent)
+                    .where(StateEvent.flow_run_id == flow_run_id)
+                    .order_by(StateEvent.id)
+                ).all()
+            )
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,208 @@
+"""Tasks that work with other flow runs: :class:`StartFlowRun`, and the task forms
+:func:`create_flow_run`, :func:`wait_for_flow_run` and :func:`get_task_run_result`.
+
+They know nothing of Celery: to wait for a child they return
+:class:`~orchestrator.engine.WaitForFlowRun`, and the worker splices the child run
+into the parent's canvas, so a waiting parent holds no worker process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from orchestrator import constants
+from orchestrator.client import Client
+from orchestrator.context import current
+from orchestrator.engine import WaitForFlowRun
+from orchestrator.errors import FlowRunNotFound, ParameterError
+from orchestrator.signals import FAIL
+from orchestrator.states import State
+from orchestrator.task import Task, task
+
+_UNSET: Any = object()
+
+
+def default_idempotency_key(suffix: str = "") -> str | None:
+    """The key a task uses by default: parent flow run, task slug and map index."""
+    ctx = current()
+    if ctx is None or ctx.flow_run_id is None:
+        return None
+    return f"{ctx.flow_run_id}:{ctx.task_slug}:{ctx.map_index}{suffix}"
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.strip().lower()) or "flow"
+
+
+def _start(
+    flow_name: str,
+    project_name: str,
+    parameters: dict[str, Any] | None,
+    run_name: str | None,
+    scheduled_start_time: datetime | None,
+    labels: Iterable[str] | None,
+    idempotency_key: str | None,
+    dispatch: bool,
+) -> str:
+    client = Client()
+    ctx = current()
+    if parameters is not None and not isinstance(parameters, dict):
+        raise FAIL(
+            f"parameters for flow {flow_name!r} must be a dict, got {type(parameters).__name__}"
+        )
+    kwargs: dict[str, Any] = {
+        "flow_name": flow_name,
+        "project_name": project_name,
+        "parameters": parameters,
+        "idempotency_key": idempotency_key,
+        "run_name": run_name,
+        "scheduled_start_time": scheduled_start_time,
+        "labels": labels,
+        "parent_flow_run_id": ctx.flow_run_id if ctx else None,
+        "parent_task_run_id": ctx.task_run_id if ctx else None,
+        "dispatch": False,
+    }
+    if idempotency_key:
+        lock = client.backends.redis.lock(
+            constants.CHILD_LOCK.format(key=idempotency_key), timeout=60, blocking_timeout=60
+        )
+        with lock:
+            child_id = client.create_flow_run(**kwargs)
+    else:
+        child_id = client.create_flow_run(**kwargs)
+    if dispatch:
+        run = client.backends.store.get_flow_run(child_id)
+        if State(run.state) is State.SUBMITTED:
+            client.backends.dispatch(child_id, flow_name)
+    return child_id
+
+
+class StartFlowRun(Task):
+    """Start a run of the newest version of another flow, found by name and project.
+
+    Args:
+        flow_name: the flow to run.
+        project_name: its project.
+        parameters: its parameter values; bind an upstream task to ``parameters``
+            to pass values computed at run time.
+        wait: False returns the child run id once created and sent; True ends when
+            the child ends, takes its state, and returns ``{"flow_run_id", "state",
+            "task_results"}``.
+        run_name: a name for the child run.
+        scheduled_start_time: start the child no earlier than this.
+        labels: extra labels for the child run.
+        idempotency_key: overrides the default key (parent flow run, task slug,
+            map index) that makes a retried or redelivered task find its child.
+        **task_options: the usual :class:`~orchestrator.task.Task` options.
+    """
+
+    def __init__(
+        self,
+        flow_name: str | None = None,
+        project_name: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        wait: bool = False,
+        run_name: str | None = None,
+        scheduled_start_time: datetime | None = None,
+        labels: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+        **task_options: Any,
+    ) -> None:
+        self.flow_name = flow_name
+        self.project_name = project_name
+        self.parameters = parameters
+        self.wait = wait
+        self.run_name = run_name
+        self.scheduled_start_time = scheduled_start_time
+        self.labels = list(labels or ())
+        self.idempotency_key = idempotency_key
+        task_options.setdefault("name", f"flow_{_slug(flow_name)}" if flow_name else None)
+        super().__init__(**task_options)
+
+    def structure_options(self) -> dict[str, Any]:
+        """What of this task's configuration belongs to its flow's structure."""
+        return {
+            "flow_name": self.flow_name,
+            "project_name": self.project_name,
+            "parameters": self.parameters,
+            "wait": self.wait,
+            "labels": self.labels,
+        }
+
+    def run(
+        self,
+        flow_name: str | None = None,
+        project_name: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        wait: bool | None = None,
+        run_name: str | None = None,
+        scheduled_start_time: datetime | None = None,
+        labels: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Create (or find) the child flow run; with ``wait``, mirror it."""
+        flow_name = flow_name or self.flow_name
+        project_name = project_name or self.project_name
+        if not flow_name or not project_name:
+            raise FAIL("StartFlowRun needs a flow_name and a project_name")
+        wait = self.wait if wait is None else wait
+        key = idempotency_key or self.idempotency_key or default_idempotency_key()
+        child_id = _start(
+            flow_name,
+            project_name,
+            parameters if parameters is not None else self.parameters,
+            run_name or self.run_name,
+            scheduled_start_time or self.scheduled_start_time,
+            list(labels or ()) + self.labels,
+            key,
+            dispatch=not wait,
+        )
+        return WaitForFlowRun(child_id) if wait else child_id
+
+
+@task
+def create_flow_run(
+    flow_name: str,
+    project_name: str,
+    parameters: dict[str, Any] | None = None,
+    run_name: str | None = None,
+    labels: list[str] | None = None,
+    idempotency_key: str | None = None,
+    scheduled_start_time: datetime | None = None,
+) -> str:
+    """Create and send a run of another flow; returns its id (idempotent per task run)."""
+    return _start(
+        flow_name,
+        project_name,
+        parameters,
+        run_name,
+        scheduled_start_time,
+        labels,
+        idempotency_key or default_idempotency_key(),
+        dispatch=True,
+    )
+
+
+@task
+def wait_for_flow_run(flow_run_id: str) -> WaitForFlowRun:
+    """End when the flow run ends and take its state; returns its structured result."""
+    if not isinstance(flow_run_id, str):
+        raise ParameterError(f"wait_for_flow_run needs a flow run id, got {type(flow_run_id).__name__}")
+    return WaitForFlowRun(flow_run_id)
+
+
+@task
+def get_task_run_result(flow_run_id: str, task_slug: str, map_index: int = -1) -> Any:
+    """The result of a task run of a finished flow run (place it after wait_for_flow_run)."""
+    client = Client()
+    try:
+        run = client.backends.store.get_flow_run(flow_run_id)
+    except FlowRunNotFound as exc:
+        raise FAIL(str(exc)) from None
+    if not State(run.state).is_final:
+        raise FAIL(f"flow run {flow_run_id} is still {run.state}; wait for it first")
+    return client.get_task_run_result(flow_run_id, task_slug, map_index)
+
+
+__all__ = ["StartFlowRun", "create_flow_run", "get_task_run_result", "wait_for_flow_run"]

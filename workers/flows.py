@@ -1,0 +1,70 @@
+"""Flow versions as a worker sees them: loaded once per process and cached by
+version id, reloaded when the code on disk no longer matches the registration."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from orchestrator.errors import FlowLoadError
+from orchestrator.flow import Flow
+from orchestrator.loader import load_flow
+from orchestrator.models import FlowVersion
+from orchestrator.store import Store
+from orchestrator.task import Parameter, Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedFlow:
+    """A flow version with the lookups nodes need, computed once."""
+
+    version: FlowVersion
+    flow: Flow
+    upstream: dict[str, list[tuple[str, str | None]]]  # slug -> [(upstream slug, key)]
+    reference: list[str]
+
+    def task(self, slug: str) -> Task:
+        """The task with this slug."""
+        return self.flow.task_by_slug(slug)
+
+    def node_slugs(self) -> list[str]:
+        """The slugs that run as nodes (everything but parameters), in flow order."""
+        return [t.slug or "" for t in self.flow.tasks if not isinstance(t, Parameter)]
+
+
+_cache: dict[str, LoadedFlow] = {}
+_lock = threading.Lock()
+
+
+def loaded(store: Store, flow_id: str) -> LoadedFlow:
+    """The flow version ``flow_id``, imported on first use in this process."""
+    found = _cache.get(flow_id)
+    if found is not None:
+        return found
+    with _lock:
+        found = _cache.get(flow_id)
+        if found is not None:
+            return found
+        version = store.flow_version(flow_id)
+        flow = load_flow(version.import_ref)
+        if flow.structural_hash() != version.structure_hash:
+            flow = load_flow(version.import_ref, fresh=True)
+            if flow.structural_hash() != version.structure_hash:
+                log.warning(
+                    "flow %s version %s: the code at %s no longer matches its registration",
+                    version.name, version.version, version.import_ref,
+                )
+        if flow.name != version.name:
+            raise FlowLoadError(
+                f"{version.import_ref} holds flow {flow.name!r}, not {version.name!r}"
+            )
+        upstream: dict[str, list[tuple[str, str | None]]] = {t.slug or "": [] for t in flow.tasks}
+        for e in flow.edges:
+            upstream[e.downstream.slug or ""].append((e.upstream.slug or "", e.key))
+        reference = [t.slug or "" for t in flow.reference_tasks()]
+        found = LoadedFlow(version, flow, upstream, reference)
+        _cache[flow_id] = found
+        return found

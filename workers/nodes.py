@@ -1,0 +1,240 @@
+"""The Celery tasks that run flow runs: ``start_flow_run`` compiles a run's DAG to
+a canvas, ``node`` runs one task run, ``mirror`` takes a child run's final state,
+``finalize`` records the flow run's state.
+
+Every task returns the recorded state, the same bytes on every delivery, so Redis
+chord counting ignores a duplicate. A user task's failure is a recorded state,
+never a Celery exception."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from celery import Task as CeleryTask
+from celery import chain
+from celery.canvas import Signature
+from celery.exceptions import SoftTimeLimitExceeded
+
+from orchestrator import constants
+from orchestrator.context import RunContext, entered
+from orchestrator.engine import (
+    Outcome,
+    Upstream,
+    check_upstream,
+    flow_state,
+    gather_inputs,
+    mirror_outcome,
+    run_code,
+)
+from orchestrator.errors import OrchestratorError
+from orchestrator.models import TaskRun
+from orchestrator.runtime import Backends, backends
+from orchestrator.states import State
+from orchestrator.store import Store, task_run_id
+from orchestrator.task import Parameter
+from workers.canvas import compile_dag, to_signature
+from workers.flows import LoadedFlow, loaded
+
+log = logging.getLogger(__name__)
+b: Backends = backends()
+app = b.app
+HOSTNAME = socket.gethostname()
+
+
+def recorded(tr: TaskRun) -> dict[str, str]:
+    """What a node returns: the recorded state, no timestamps (identical on every delivery)."""
+    return {"task_run": tr.id, "state": tr.state}
+
+
+def node_signature(lf: LoadedFlow, flow_run_id: str, slug: str) -> Signature:
+    """The immutable signature of one node, named ``flow/slug`` for Flower and logs."""
+    task = lf.task(slug)
+    options: dict[str, Any] = {"shadow": f"{lf.version.name}/{slug}", "queue": b.settings.queue}
+    if task.timeout:
+        options["soft_time_limit"] = task.timeout
+        options["time_limit"] = task.timeout + 10
+    return app.signature(constants.NODE, args=(flow_run_id, slug), immutable=True, **options)
+
+
+def build_canvas(flow_run_id: str) -> Signature | None:
+    """Prepare a flow run (task runs, parameters) and return its canvas, or None
+    when the run is not in a state to start."""
+    store = b.store
+    run = store.get_flow_run(flow_run_id)
+    lf = loaded(store, run.flow_id)
+    params = dict(run.parameters or {})
+    tasks = [(t.slug or t.name, t.name) for t in lf.flow.tasks]
+    done = {t.slug or "": params.get(t.name, t.default) for t in lf.flow.parameters()}
+    store.create_task_runs(flow_run_id, tasks, done=done)
+    finalize_sig = app.signature(
+        constants.FINALIZE,
+        args=(flow_run_id,),
+        immutable=True,
+        shadow=f"{lf.version.name}/finalize",
+        queue=b.settings.queue,
+    )
+    slugs = lf.node_slugs()
+    if not slugs:
+        return finalize_sig
+    node_set = set(slugs)
+    edges = [
+        (up, slug) for slug in slugs for up, _ in lf.upstream[slug] if up in node_set
+    ]
+    plan = compile_dag(slugs, edges)
+    body = to_signature(plan, lambda s: node_signature(lf, flow_run_id, s))
+    return chain(body, finalize_sig)
+
+
+@app.task(name=constants.START_FLOW_RUN, bind=True, max_retries=None)
+def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
+    """Move a submitted flow run to Running and send its canvas."""
+    run = b.store.get_flow_run(flow_run_id)
+    state = State(run.state)
+    if state in (State.SUBMITTED, State.PENDING, State.QUEUED, State.SCHEDULED):
+        try:
+            canvas = build_canvas(flow_run_id)
+        except OrchestratorError as exc:
+            b.set_flow_run_state(flow_run_id, State.FAILED, str(exc))
+            return {"flow_run": flow_run_id, "state": State.FAILED.value}
+        if b.set_flow_run_state(flow_run_id, State.RUNNING, expected=[state]) and canvas:
+            canvas.apply_async()
+    return {"flow_run": flow_run_id, "state": b.store.get_flow_run(flow_run_id).state}
+
+
+@contextlib.contextmanager
+def heartbeat(store: Store, tr_id: str, owner: str, lease: float) -> Iterator[None]:
+    """Renew a task run's lease while its code runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease / 3):
+            with contextlib.suppress(Exception):
+                store.renew_lease(tr_id, owner, lease)
+
+    thread = threading.Thread(target=beat, daemon=True, name="orchestrator-heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _splice_child(
+    self: CeleryTask, flow_run_id: str, slug: str, tr_id: str, child_id: str
+) -> None:
+    """Replace this node with the child run's canvas followed by ``mirror``."""
+    mirror_sig = app.signature(
+        constants.MIRROR,
+        args=(flow_run_id, slug, child_id),
+        immutable=True,
+        shadow=f"{slug}/mirror",
+        queue=b.settings.queue,
+    )
+    sig: Signature = mirror_sig
+    child = b.store.get_flow_run(child_id)
+    child_state = State(child.state)
+    if child_state in (State.SUBMITTED, State.PENDING, State.QUEUED):
+        canvas = build_canvas(child_id)
+        if b.set_flow_run_state(child_id, State.RUNNING, expected=[child_state]) and canvas:
+            sig = chain(canvas, mirror_sig)
+    raise self.replace(sig)
+
+
+@app.task(name=constants.NODE, bind=True, max_retries=None)
+def node(self: CeleryTask, flow_run_id: str, slug: str) -> dict[str, str]:
+    """Run one task run of a flow run and return its recorded state."""
+    store = b.store
+    tr_id = task_run_id(flow_run_id, slug)
+    owner = f"{HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    lease = b.settings.lease_seconds
+    claim = store.claim_task_run(tr_id, flow_run_id, owner, lease, f"{HOSTNAME}:{os.getpid()}")
+    tr = claim.task_run
+    if not claim.claimed:
+        if State(tr.state).is_final:
+            return recorded(tr)
+        if tr.child_flow_run_id:
+            _splice_child(self, flow_run_id, slug, tr_id, tr.child_flow_run_id)
+        raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
+
+    run = store.get_flow_run(flow_run_id)
+    lf = loaded(store, run.flow_id)
+    task = lf.task(slug)
+    if State(run.state) is State.CANCELLED:
+        store.finish_task_run(tr_id, flow_run_id, State.CANCELLED, "flow run cancelled", owner=owner)
+        return recorded(store.get_task_run(tr_id) or tr)
+    edges = lf.upstream[slug]
+    ups = {u.slug: u for u in store.task_runs(flow_run_id, {s for s, _ in edges})} if edges else {}
+    upstream = [Upstream(s, key, State(ups[s].state), ups[s].result) for s, key in edges]
+    outcome: Outcome | None = check_upstream(task, upstream)
+    if outcome is None:
+        ctx = RunContext(
+            flow_run_id=flow_run_id,
+            flow_name=lf.version.name,
+            task_slug=slug,
+            task_run_id=tr_id,
+            parameters=dict(run.parameters or {}),
+            attempt=tr.attempts,
+        )
+        with entered(ctx), heartbeat(store, tr_id, owner, lease):
+            outcome = run_code(
+                task,
+                gather_inputs(lf.flow.constants.get(task, {}), upstream),
+                tr.attempts,
+                timeout_errors=(SoftTimeLimitExceeded,),
+            )
+    if outcome.wait_for is not None:
+        child_id = outcome.wait_for.flow_run_id
+        store.finish_task_run(
+            tr_id, flow_run_id, State.RUNNING, outcome.message, owner=owner,
+            child_flow_run_id=child_id,
+        )  # fmt: skip
+        _splice_child(self, flow_run_id, slug, tr_id, child_id)
+    store.finish_task_run(
+        tr_id, flow_run_id, outcome.state, outcome.message, outcome.result, owner=owner
+    )
+    if outcome.state is State.RETRYING:
+        raise self.retry(countdown=outcome.retry_in or 0, max_retries=None)
+    return recorded(store.get_task_run(tr_id) or tr)
+
+
+@app.task(name=constants.MIRROR, bind=True, max_retries=None)
+def mirror(self: CeleryTask, flow_run_id: str, slug: str, child_id: str) -> dict[str, str]:
+    """Give a waiting task run its child flow run's final state."""
+    store = b.store
+    tr_id = task_run_id(flow_run_id, slug)
+    tr = store.get_task_run(tr_id)
+    assert tr is not None
+    if not State(tr.state).is_final:
+        child = store.get_flow_run(child_id)
+        if not State(child.state).is_final:
+            raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
+        results = {t.slug: t.result for t in store.task_runs(child_id) if t.map_index == -1}
+        state, message, result = mirror_outcome(child_id, State(child.state), child.message, results)
+        store.finish_task_run(tr_id, flow_run_id, state, message, result)
+        tr = store.get_task_run(tr_id) or tr
+    return recorded(tr)
+
+
+@app.task(name=constants.FINALIZE, bind=True, max_retries=None)
+def finalize(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
+    """Record a flow run's final state from its reference tasks."""
+    store = b.store
+    run = store.get_flow_run(flow_run_id)
+    if not State(run.state).is_final:
+        lf = loaded(store, run.flow_id)
+        states = {t.slug: State(t.state) for t in store.task_runs(flow_run_id, lf.reference)}
+        final, message = flow_state(states)
+        b.set_flow_run_state(flow_run_id, final, message, expected=[State.RUNNING])
+        run = store.get_flow_run(flow_run_id)
+    return {"flow_run": flow_run_id, "state": run.state}
+
+
+__all__ = ["app", "build_canvas", "finalize", "mirror", "node", "start_flow_run"]
+_ = Parameter
