@@ -29,6 +29,9 @@ class Settings:
         database_url: a shared database (None: SQLite in ``home``).
         queue: the Celery queue flow runs are sent to.
         lease_seconds: how long a running task run's lease lasts without a heartbeat.
+        task_time_limit: the longest any task may run, in seconds (Celery's hard limit).
+        visibility_timeout: seconds before Redis redelivers an unacknowledged message
+            (None: an hour more than ``task_time_limit``; keep it above that limit).
     """
 
     home: Path
@@ -36,6 +39,8 @@ class Settings:
     database_url: str | None
     queue: str = "orchestrator"
     lease_seconds: float = 60.0
+    task_time_limit: float = 6 * 3600
+    visibility_timeout: float | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,6 +52,10 @@ class Settings:
             database_url=os.environ.get(ENV_DATABASE_URL) or None,
             queue=os.environ.get(ENV_QUEUE) or "orchestrator",
             lease_seconds=float(os.environ.get("ORCHESTRATOR_LEASE_SECONDS") or 60),
+            task_time_limit=float(os.environ.get("ORCHESTRATOR_TASK_TIME_LIMIT") or 6 * 3600),
+            visibility_timeout=float(os.environ["ORCHESTRATOR_VISIBILITY_TIMEOUT"])
+            if os.environ.get("ORCHESTRATOR_VISIBILITY_TIMEOUT")
+            else None,
         )
 
     @property

@@ -16,5 +16,14 @@ CHILD_LOCK = KEY_PREFIX + "lock:child:{key}"
 
 #: Seconds a duplicate node waits before looking again at a run held elsewhere.
 DUPLICATE_RECHECK_SECONDS = 1.0
-#: The longest a task may run (its Celery hard time limit when it sets no timeout).
-DEFAULT_TIME_LIMIT = 6 * 3600
+
+#: Redis lock held by the one active beat (a lease, renewed each tick); one per
+#: database, so fleets sharing a Redis but not a database do not block each other.
+BEAT_LEADER_LOCK = KEY_PREFIX + "beat:leader:{scope}"
+#: Seconds the beat leader lock lasts without renewal: a second beat takes over
+#: at most this long (plus one tick) after the leader dies.
+BEAT_LEASE_SECONDS = 15.0
+#: Seconds between two beat ticks.
+BEAT_TICK_SECONDS = 1.0
+#: Seconds between two reads of the registered schedules by beat.
+BEAT_REFRESH_SECONDS = 5.0

@@ -75,7 +75,11 @@ def check_upstream(task: Task, upstream: Sequence[Upstream]) -> Outcome | None:
     if task.skip_on_upstream_skip and any(s is State.SKIPPED for s in states):
         skipped = [u.slug for u in upstream if u.state is State.SKIPPED]
         return Outcome(State.SKIPPED, message=f"upstream task skipped: {', '.join(skipped)}")
-    if not task.trigger(states):
+    try:
+        run = task.trigger(states)
+    except SKIP as sig:
+        return Outcome(State.SKIPPED, message=str(sig) or "skipped by the trigger")
+    if not run:
         name = getattr(task.trigger, "__name__", "trigger")
         summary = ", ".join(f"{u.slug}={u.state.value}" for u in upstream)
         return Outcome(State.TRIGGER_FAILED, message=f"trigger {name} not met ({summary})")

@@ -63,13 +63,15 @@ class Flow:
         self.constants: dict[Task, dict[str, Any]] = {}
         self._slugs: dict[str, Task] = {}
         self._reference: list[Task] | None = None
+        self._chosen_slugs: set[Task] = set()  # tasks whose slug the user chose
         frame = sys._getframe(1)
         self.defined_in: tuple[str, str | None] = (
             frame.f_globals.get("__name__", "__main__"),
             frame.f_globals.get("__file__"),
         )
         if reference_tasks is not None:
-            self.set_reference_tasks(reference_tasks)
+            # checked by validate(): the tasks join the flow inside the `with` block
+            self._reference = list(reference_tasks)
 
     def __repr__(self) -> str:
         return f"<Flow: {self.name} ({len(self.tasks)} tasks)>"
@@ -110,23 +112,39 @@ class Flow:
             )
         if isinstance(task, Parameter):
             clash = self._slugs.get(task.name)
-            if clash is not None:
+            if isinstance(clash, Parameter):
                 raise FlowValidationError(
                     f"flow {self.name!r} has two parameters named {task.name!r}"
                 )
+            if clash is not None:
+                if clash in self._chosen_slugs:
+                    raise FlowValidationError(
+                        f"flow {self.name!r}: parameter {task.name!r} and task "
+                        f"{clash.name!r} both have slug {task.name!r}"
+                    )
+                # a task took the parameter's name as its derived slug: it moves aside
+                del self._slugs[task.name]
+                clash.slug = self._free_slug(task.name)
+                self._slugs[clash.slug] = clash
+        elif task.slug:
+            self._chosen_slugs.add(task)
         slug = task.slug or _slugify(task.name)
         if slug in self._slugs:
             if task.slug and not isinstance(task, Parameter):
                 raise FlowValidationError(f"flow {self.name!r}: two tasks have slug {slug!r}")
-            n = 2
-            while f"{slug}-{n}" in self._slugs:
-                n += 1
-            slug = f"{slug}-{n}"
+            slug = self._free_slug(slug)
         task.slug = slug
         task._flow = self
         self._slugs[slug] = task
         self.tasks[task] = None
         return task
+
+    def _free_slug(self, slug: str) -> str:
+        """``slug`` made unique in this flow with a ``-2``, ``-3``... suffix."""
+        n = 2
+        while f"{slug}-{n}" in self._slugs:
+            n += 1
+        return f"{slug}-{n}"
 
     def add_edge(self, upstream: Any, downstream: Task, key: str | None = None) -> Edge:
         """Add an edge; refuse cycles, unknown keys and a key bound twice."""
@@ -258,6 +276,8 @@ class Flow:
         if not self.tasks:
             raise FlowValidationError(f"flow {self.name!r} has no tasks")
         self.sorted_tasks()
+        if self._reference is not None:
+            self.set_reference_tasks(self._reference)
         for t in self.tasks:
             bound = {e.key for e in self.upstream_edges(t) if e.key} | set(self.constants.get(t, {}))
             missing = [a for a in t.required_arguments() if a not in bound]

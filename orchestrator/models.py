@@ -118,3 +118,18 @@ class StateEvent(Base):
     state: Mapped[str] = mapped_column(String(20))
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScheduleMark(Base):
+    """How far beat has handled a scheduled flow: every slot up to ``handled_until``.
+
+    One row per flow (project and name, across its versions), so a restarted or a
+    second beat knows which slots were dealt with and which were missed.
+    """
+
+    __tablename__ = "schedule_marks"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    flow_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    handled_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))

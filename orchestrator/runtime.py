@@ -107,7 +107,8 @@ def _ping(client: redis.Redis, url: str, attempts: int = 5) -> None:
 def make_app(broker_url: str, settings: Settings) -> Celery:
     """Build the Celery app: JSON only, late acks, prefetch 1, events on."""
     app = Celery("orchestrator", broker=broker_url, backend=broker_url, set_as_current=False)
-    visibility = constants.DEFAULT_TIME_LIMIT + 3600
+    time_limit = settings.task_time_limit
+    visibility = settings.visibility_timeout or time_limit + 3600
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -117,7 +118,7 @@ def make_app(broker_url: str, settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
-        task_time_limit=constants.DEFAULT_TIME_LIMIT,
+        task_time_limit=time_limit,
         broker_transport_options={"visibility_timeout": visibility},
         result_backend_transport_options={"visibility_timeout": visibility},
         broker_connection_retry_on_startup=True,

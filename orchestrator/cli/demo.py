@@ -1,0 +1,213 @@
+"""``orchestrator demo``: the seed's Flow-of-Flows, end to end, on real workers.
+
+It registers the flows of :mod:`orchestrator.demo` in project "examples", starts
+worker processes, runs "parent-flow" (A -> (B, C) -> D, each a child flow run),
+prints the run tree, and stops everything it started: the workers, and the
+embedded Redis when this process started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+
+import click
+from rich.text import Text
+
+from orchestrator import embedded
+from orchestrator.cli.display import fmt_duration, make_console, state_text
+from orchestrator.cli.fleet import describe_backends
+from orchestrator.cli.runs import run_tree, wait_with_progress
+from orchestrator.client import Client, FlowRunInfo
+from orchestrator.config import (
+    ENV_DATABASE_URL,
+    ENV_HOME,
+    ENV_QUEUE,
+    ENV_REDIS_URL,
+    Settings,
+)
+from orchestrator.processes import WorkerProcess
+from orchestrator.runtime import backends
+from orchestrator.states import State
+
+PROJECT = "examples"
+PARENT = "parent-flow"
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """This process's environment plus the settings it resolved, for its workers.
+
+    The workers get the same ``ORCHESTRATOR_HOME``, so with no Redis URL they find
+    the embedded server this process runs (and do not own it).
+    """
+    env = dict(os.environ)
+    env[ENV_HOME] = str(settings.home)
+    env[ENV_QUEUE] = settings.queue
+    env["ORCHESTRATOR_LEASE_SECONDS"] = f"{settings.lease_seconds:g}"
+    for name, value in ((ENV_REDIS_URL, settings.redis_url),
+                        (ENV_DATABASE_URL, settings.database_url)):
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
+    return env
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _uninterruptible() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while cleaning up (each step has its own timeout)."""
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _span(info: FlowRunInfo) -> tuple[datetime, datetime] | None:
+    if info.start_time is None or info.end_time is None:
+        return None
+    return info.start_time, info.end_time
+
+
+def summarize(client: Client, info: FlowRunInfo) -> Text:
+    """One line on how the parent run went: its state, time, and the order its
+    children ran in (``A -> (B, C) -> D, B and C overlapped``)."""
+    line = Text(f"{info.flow_name} ")
+    line.append_text(state_text(info.state))
+    line.append(f" in {fmt_duration(info.duration)}")
+    children = {}
+    for child_id in info.children:
+        child = client.get_flow_run(child_id, task_runs=False)
+        children[child.flow_name] = child
+    spans = {name: _span(children[name]) for name in "ABCD" if name in children}
+    if len(spans) == 4 and all(spans.values()):
+        a, b, c, d = (spans[n] for n in "ABCD")
+        assert a and b and c and d
+        in_order = a[1] <= min(b[0], c[0]) and max(b[1], c[1]) <= d[0]
+        shape = "A -> (B, C) -> D" if in_order else "NOT in the order A -> (B, C) -> D"
+        overlap = max(b[0], c[0]) < min(b[1], c[1])
+        line.append(f": {shape}, ")
+        line.append("B and C overlapped" if overlap else "B and C ran one after the other")
+    elif info.message:
+        line.append(f": {info.message}")
+    else:
+        done = ", ".join(f"{n} {c.state.value}" for n, c in sorted(children.items()))
+        line.append(f": children {done or 'none'}")
+    return line
+
+
+def _start_workers(settings: Settings, count: int, concurrency: int,
+                   log_dir: Path) -> list[WorkerProcess]:
+    env = worker_env(settings)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    node = os.uname().nodename
+    tag = uuid.uuid4().hex[:4]
+    workers: list[WorkerProcess] = []
+    for i in range(count):
+        hostname = f"demo{i + 1}-{tag}@{node}"
+        workers.append(
+            WorkerProcess(hostname, env, concurrency=concurrency, queues=settings.queue,
+                          log_path=log_dir / f"{hostname}.log")
+        )
+    return workers
+
+
+def _stop_workers(workers: list[WorkerProcess]) -> None:
+    for w in workers:
+        w.kill(signal.SIGTERM)  # all at once, then wait for each
+    for w in workers:
+        w.stop(timeout=15)
+
+
+@click.command("demo")
+@click.option("--workers", "n_workers", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="How many worker processes to start.")
+@click.option("--concurrency", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Pool processes per worker.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds to wait for the flow run.")
+def demo(n_workers: int, concurrency: int, timeout: float) -> None:
+    """Run the seed's Flow-of-Flows end to end on real workers.
+
+    Registers the child flows A, B, C, D and "parent-flow" in project "examples",
+    starts worker processes, runs parent-flow (A -> (B, C) -> D, each a child
+    flow run), prints the run tree, and stops everything it started. Exits 0 when
+    the run succeeded, 1 otherwise.
+    """
+    from orchestrator import demo as demo_flows
+
+    out = make_console()
+    err = make_console(stderr=True)
+    settings = Settings.from_env()
+    workers: list[WorkerProcess] = []
+    started_redis = False
+    run_id: str | None = None
+    code = 1
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with err.status("connecting to Redis and the database…"):
+            b = backends(settings)
+            started_redis = settings.embedded_redis and embedded.started_here(settings.home)
+            if not settings.embedded_database:
+                b.store.check_migrated()
+        how = "started here" if started_redis else "already running"
+        out.print(f"backends: {describe_backends(settings)}"
+                  + (f" (embedded Redis {how})" if settings.embedded_redis else ""))
+
+        client = Client(settings)
+        versions = []
+        for f in [*demo_flows.CHILD_FLOWS, demo_flows.flow]:
+            versions.append(f"{f.name} v{client.register(f, project_name=PROJECT)}")
+        out.print(f"registered in project {PROJECT!r}: {', '.join(versions)}")
+
+        t0 = time.monotonic()
+        log_dir = settings.home / "logs"
+        with err.status(f"starting {n_workers} worker process(es)…"):
+            workers = _start_workers(settings, n_workers, concurrency, log_dir)
+            for w in workers:
+                w.wait_ready(b.app)
+        out.print(f"{n_workers} worker(s) ready in {fmt_duration(time.monotonic() - t0)} "
+                  f"(logs in {log_dir})")
+
+        run_id = client.create_flow_run(PARENT, PROJECT, run_name="demo")
+        out.print(f"created flow run {run_id} of {PARENT}")
+        info = wait_with_progress(client, run_id, PARENT, timeout=timeout, tree=True,
+                                  console=err)
+        out.print(run_tree(client, run_id))
+        out.print(summarize(client, info))
+        code = 0 if info.state is State.SUCCESS else 1
+        if code:
+            out.print(f"worker logs: {log_dir}")
+    except KeyboardInterrupt:
+        code = 130
+        err.print("interrupted: stopping what the demo started")
+        if run_id is not None:
+            with _uninterruptible(), contextlib.suppress(Exception):
+                if Client(settings).cancel_flow_run(run_id):
+                    err.print(f"cancelled flow run {run_id}")
+    finally:
+        with _uninterruptible():
+            if workers:
+                _stop_workers(workers)
+            if started_redis:
+                embedded.stop(settings.home)
+        signal.signal(signal.SIGTERM, old_term)
+    sys.exit(code)
+
+
+COMMANDS: list[click.Command] = [demo]
+

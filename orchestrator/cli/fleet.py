@@ -1,0 +1,182 @@
+"""``orchestrator worker``, ``flower`` and ``db``: running the fleet's processes and
+migrating its database."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+import click
+
+from orchestrator import embedded
+from orchestrator.cli.display import make_console
+from orchestrator.config import Settings, hide_password
+from orchestrator.errors import ConfigurationError
+from orchestrator.runtime import backends
+from orchestrator.store import Store
+
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True,
+                 "help_option_names": ["-h", "--help"]}
+
+
+def describe_backends(settings: Settings) -> str:
+    """Which Redis and database a process serves, passwords hidden, in one line."""
+    if settings.redis_url:
+        redis_part = f"Redis {hide_password(settings.redis_url)}"
+    else:
+        redis_part = f"embedded Redis {embedded.socket_path(settings.home)}"
+    return (
+        f"{redis_part}, database {hide_password(settings.resolved_database_url())}, "
+        f"queue {settings.queue}"
+    )
+
+
+def _exec(argv: list[str], env: Mapping[str, str] | None = None) -> None:
+    """Replace this process with ``argv`` (stdio flushed first)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        if env is None:
+            os.execvp(argv[0], argv)
+        else:
+            os.execvpe(argv[0], argv, dict(env))
+    except OSError as exc:
+        raise ConfigurationError(f"could not start {' '.join(argv[:4])}: {exc}") from None
+
+
+def _has_option(args: Sequence[str], short: str, long: str) -> bool:
+    for a in args:
+        if a in (short, long) or a.startswith(long + "="):
+            return True
+        if a.startswith(short) and not a.startswith("--") and len(a) > len(short):
+            return True
+    return False
+
+
+def _ensure_backends(settings: Settings) -> bool:
+    """Check Redis and the database answer (starting the embedded Redis if needed).
+
+    Returns:
+        True when this process started the embedded Redis.
+    """
+    backends(settings)
+    return settings.embedded_redis and embedded.started_here(settings.home)
+
+
+@click.command(context_settings=_PASS_THROUGH, add_help_option=True)
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Start a Celery worker of the fleet (`celery -A workers worker`).
+
+    Consumes the configured queue (ORCHESTRATOR_QUEUE, default "orchestrator")
+    unless -Q/--queues is given. Every other option goes to Celery unchanged,
+    for example --concurrency/-c, --pool/-P, --hostname/-n, --loglevel/-l.
+    """
+    settings = Settings.from_env()
+    started = _ensure_backends(settings)
+    args = list(ctx.args)
+    if not _has_option(args, "-Q", "--queues"):
+        args = ["-Q", settings.queue, *args]
+    if not _has_option(args, "-l", "--loglevel"):
+        args += ["--loglevel", "INFO"]
+    note = ""
+    if started:
+        note = " (embedded Redis started; it keeps running for other processes of this home)"
+    click.echo(f"worker serving {describe_backends(settings)}{note}", err=True)
+    _exec([sys.executable, "-m", "celery", "-A", "workers", "worker", *args])
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command(context_settings=_PASS_THROUGH)
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="The address to listen on.")
+@click.option("--basic-auth", envvar="FLOWER_BASIC_AUTH", metavar="USER:PASSWORD[,...]",
+              help="Require HTTP basic auth (also from FLOWER_BASIC_AUTH).")
+@click.option("--unauthenticated", is_flag=True,
+              help="Allow no auth (only on a loopback address).")
+@click.pass_context
+def flower(ctx: click.Context, port: int, address: str, basic_auth: str | None,
+           unauthenticated: bool) -> None:
+    """Start Flower on the fleet's broker, to watch workers and tasks.
+
+    Flower shows task arguments and can stop workers, so it needs --basic-auth
+    unless it listens on a loopback address and --unauthenticated is given.
+    Other options go to Flower unchanged.
+    """
+    if basic_auth:
+        for pair in basic_auth.split(","):
+            user, sep, password = pair.partition(":")
+            if not sep or not user or not password:
+                raise click.BadParameter("expected USER:PASSWORD[,USER:PASSWORD...]",
+                                         param_hint="--basic-auth")
+    elif not unauthenticated:
+        raise ConfigurationError(
+            "Flower needs --basic-auth USER:PASSWORD (or FLOWER_BASIC_AUTH); "
+            "--unauthenticated is allowed only on a loopback address"
+        )
+    elif not _is_loopback(address):
+        raise ConfigurationError(
+            f"refusing to serve Flower without auth on {address}: use --basic-auth, "
+            "or a loopback --address such as 127.0.0.1"
+        )
+    settings = Settings.from_env()
+    _ensure_backends(settings)
+    env = dict(os.environ)
+    env.pop("FLOWER_BASIC_AUTH", None)
+    if basic_auth:
+        env["FLOWER_BASIC_AUTH"] = basic_auth  # not on the command line, where ps shows it
+    auth = "basic auth" if basic_auth else "no auth"
+    click.echo(
+        f"flower on http://{address}:{port} ({auth}) watching {describe_backends(settings)}",
+        err=True,
+    )
+    argv = [sys.executable, "-m", "celery", "-A", "workers", "flower",
+            f"--port={port}", f"--address={address}", *ctx.args]
+    _exec(argv, env)
+
+
+@click.group()
+def db() -> None:
+    """The database schema (Alembic migrations)."""
+
+
+def _store() -> Store:
+    return Store(Settings.from_env().resolved_database_url())
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply every pending migration and print the revision."""
+    store = _store()
+    revision = store.upgrade()
+    make_console().print(
+        f"database {hide_password(store.url)} is at revision {revision} (head)"
+    )
+
+
+@db.command()
+def current() -> None:
+    """Print the database's revision and whether it is up to date."""
+    store = _store()
+    revision = store.current_revision()
+    head = store.head_revision()
+    status = "up to date" if revision == head else f"behind {head}: run `orchestrator db upgrade`"
+    make_console().print(
+        f"database {hide_password(store.url)} is at revision {revision or 'none'} ({status})"
+    )
+    if revision != head:
+        sys.exit(1)
+
+
+COMMANDS: list[click.Command] = [worker, flower, db]

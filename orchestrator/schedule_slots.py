@@ -1,0 +1,164 @@
+"""Which schedule slots beat fires on one tick: a pure function of a schedule, the
+instant up to which its slots were already handled, and the current time.
+
+A *slot* is one nominal fire time of a schedule. Beat keeps, per scheduled flow, a
+bookmark ``handled_until``: every slot at or before it has been dealt with (a run was
+created, or the slot was recorded as skipped). On each tick it asks
+:func:`plan_slots` what to do with the slots in ``(handled_until, now]``:
+
+* One slot (the normal case: beat ticks far more often than schedules fire): run it.
+* Several slots (beat was down, or the flow was paused...): they were *missed*.
+
+  - By default only the most recent missed slot runs, late, keeping its nominal
+    time as its scheduled start time; the earlier ones are recorded as skipped
+    runs, so ``orchestrator runs`` shows what did not happen and why. At most
+    ``max_skipped`` of them are recorded (the latest ones); older ones are only
+    counted in :attr:`SlotPlan.dropped`.
+  - With the schedule's ``catchup=True`` every missed slot runs, oldest first, at
+    most ``max_runs`` per tick; the bookmark then stops at the last slot handled, so
+    the next tick goes on where this one stopped.
+
+* Slots older than ``now - window`` are never looked at: after a long outage beat
+  neither runs nor records more than one window's worth of slots.
+
+Nothing here does I/O; beat (``workers/scheduler.py``) turns a plan into runs. Each
+run's idempotency key is :func:`slot_key`, the flow and the nominal fire time, so
+two beats (or one beat restarted in the middle of a slot) that plan the same slot
+create one run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pendulum
+
+from orchestrator.errors import ScheduleError
+from orchestrator.schedules import Schedule
+
+__all__ = [
+    "DEFAULT_MAX_RUNS",
+    "DEFAULT_MAX_SKIPPED",
+    "DEFAULT_WINDOW",
+    "SlotPlan",
+    "plan_slots",
+    "slot_key",
+]
+
+#: How far back beat looks for missed slots.
+DEFAULT_WINDOW = timedelta(hours=24)
+#: How many missed slots one tick records as skipped (the latest ones), at most.
+DEFAULT_MAX_SKIPPED = 100
+#: How many slots one tick runs for a catch-up schedule, at most.
+DEFAULT_MAX_RUNS = 100
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """What beat does with one schedule on one tick.
+
+    Attributes:
+        run: Slots to create runs for, ascending, in the schedule's zone.
+        skip: Earlier missed slots to record as skipped runs, ascending.
+        dropped: Missed slots neither run nor recorded (beyond ``max_skipped``).
+        handled_until: The new bookmark: every slot at or before it is dealt with.
+    """
+
+    run: tuple[pendulum.DateTime, ...]
+    skip: tuple[pendulum.DateTime, ...]
+    dropped: int
+    handled_until: datetime
+
+    @property
+    def missed(self) -> int:
+        """How many slots were missed: skipped, dropped, and the late one that runs."""
+        if not self.skip and not self.dropped:
+            return 0
+        return len(self.skip) + self.dropped + len(self.run)
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ScheduleError(f"{what} must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def plan_slots(
+    schedule: Schedule,
+    last_seen: datetime | None,
+    now: datetime,
+    *,
+    window: timedelta = DEFAULT_WINDOW,
+    max_skipped: int = DEFAULT_MAX_SKIPPED,
+    max_runs: int = DEFAULT_MAX_RUNS,
+) -> SlotPlan:
+    """Decide which slots of ``schedule`` in ``(last_seen, now]`` run and which are skipped.
+
+    Args:
+        schedule: The flow's schedule (its ``catchup`` flag picks the policy).
+        last_seen: Every slot at or before this instant was handled already; None
+            when nothing is known, which looks back the whole window.
+        now: The current time (aware).
+        window: Slots older than ``now - window`` are ignored.
+        max_skipped: Record at most this many missed slots as skipped per tick.
+        max_runs: With ``catchup``, run at most this many slots per tick.
+
+    Returns:
+        The plan. Its ``handled_until`` never moves back from ``last_seen``.
+
+    Raises:
+        ScheduleError: A naive datetime, a non-positive window, or negative limits.
+
+    Example:
+        >>> from orchestrator.schedules import CronSchedule
+        >>> s = CronSchedule("0 * * * *")
+        >>> plan = plan_slots(s, pendulum.datetime(2026, 1, 1, 0, 30),
+        ...                   pendulum.datetime(2026, 1, 1, 3, 10))
+        >>> [t.hour for t in plan.run], [t.hour for t in plan.skip]
+        ([3], [1, 2])
+    """
+    now_utc = _aware(now, "now")
+    seen_utc = _aware(last_seen, "last_seen") if last_seen is not None else None
+    if window <= timedelta(0):
+        raise ScheduleError(f"window must be positive, got {window}")
+    if max_skipped < 0 or max_runs < 1:
+        raise ScheduleError("max_skipped must be >= 0 and max_runs >= 1")
+    if seen_utc is not None and seen_utc >= now_utc:
+        return SlotPlan(run=(), skip=(), dropped=0, handled_until=seen_utc)
+    lower = now_utc - window
+    if seen_utc is not None and seen_utc > lower:
+        lower = seen_utc
+    if schedule.catchup:
+        slots = schedule.between(lower, now_utc, limit=max_runs)
+        handled = now_utc
+        if len(slots) == max_runs:  # maybe more: go on from the last one next tick
+            handled = slots[-1].astimezone(UTC)
+        return SlotPlan(run=tuple(slots), skip=(), dropped=0, handled_until=handled)
+    slots = schedule.between(lower, now_utc)
+    if not slots:
+        return SlotPlan(run=(), skip=(), dropped=0, handled_until=now_utc)
+    earlier = slots[:-1]
+    skip = tuple(earlier[len(earlier) - max_skipped :]) if max_skipped else ()
+    return SlotPlan(
+        run=(slots[-1],), skip=skip, dropped=len(earlier) - len(skip), handled_until=now_utc
+    )
+
+
+def slot_key(project_name: str, flow_name: str, slot: datetime) -> str:
+    """The idempotency key of the run for one slot: flow and nominal fire time in UTC.
+
+    Args:
+        project_name: The flow's project.
+        flow_name: The flow's name.
+        slot: The nominal fire time (aware).
+
+    Returns:
+        ``schedule:{project}/{flow}:{ISO 8601 time in UTC}``, the same for every beat.
+    """
+    instant = _aware(slot, "slot")
+    plain = datetime(
+        instant.year, instant.month, instant.day, instant.hour, instant.minute,
+        instant.second, instant.microsecond, tzinfo=UTC,
+    )  # fmt: skip
+    return f"schedule:{project_name}/{flow_name}:{plain.isoformat()}"

@@ -1,0 +1,187 @@
+"""Fixtures for real backends: a real Redis (the server at ORCHESTRATOR_TEST_REDIS_URL,
+else the embedded one), SQLite always and PostgreSQL when
+ORCHESTRATOR_TEST_DATABASE_URL is set (set and unreachable fails, never skips), and
+real Celery worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from orchestrator import embedded
+from orchestrator.client import Client
+from orchestrator.config import Settings
+from orchestrator.processes import WorkerProcess
+from orchestrator.runtime import backends
+from orchestrator.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_ENV = "ORCHESTRATOR_TEST_REDIS_URL"
+DATABASE_ENV = "ORCHESTRATOR_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh ORCHESTRATOR_HOME for this test session."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="session")
+def redis_url(session_home: Path) -> Iterator[str]:
+    """A Redis URL with an empty database: the test server's, or the embedded one."""
+    url = os.environ.get(REDIS_ENV)
+    if url:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"{REDIS_ENV}={url} is set but unreachable: {exc}")
+        # a fresh database number for this run, emptied first
+        base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+        db = 1 + uuid.uuid4().int % 14
+        fresh = f"{base}/{db}"
+        redis.Redis.from_url(fresh).flushdb()
+        yield fresh
+        redis.Redis.from_url(fresh).flushdb()
+        return
+    home = session_home / "redis"
+    home.mkdir()
+    sock = embedded.ensure_running(home)
+    yield f"redis+socket://{sock}"
+    embedded.stop(home)
+
+
+def _postgres_schema_url(base: str) -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    schema = f"orch_test_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(base)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        pytest.fail(f"{DATABASE_ENV}={base} is set but unusable: {exc}".splitlines()[0])
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def _database_params() -> list[str]:
+    return ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session", params=_database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty database: SQLite, and PostgreSQL when configured."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "orchestrator.db"
+        url = f"sqlite:///{path}"
+        Store(url).upgrade()
+        yield url
+        return
+    base = os.environ.get(DATABASE_ENV)
+    if not base:
+        pytest.skip(f"{DATABASE_ENV} is not set")
+    for url in _postgres_schema_url(base):
+        Store(url).upgrade()
+        yield url
+
+
+class Fleet:
+    """Real worker processes over a real Redis and database, and a client for them."""
+
+    def __init__(self, home: Path, redis_url: str, database_url: str, log_dir: Path) -> None:
+        self.queue = f"q-{uuid.uuid4().hex[:8]}"
+        self.settings = Settings(
+            home=home, redis_url=redis_url, database_url=database_url, queue=self.queue,
+            lease_seconds=float(os.environ.get("ORCHESTRATOR_TEST_LEASE_SECONDS", "4")),
+        )
+        self.env = {
+            **os.environ,
+            "ORCHESTRATOR_HOME": str(home),
+            "ORCHESTRATOR_REDIS_URL": redis_url,
+            "ORCHESTRATOR_DATABASE_URL": database_url,
+            "ORCHESTRATOR_QUEUE": self.queue,
+            "ORCHESTRATOR_LEASE_SECONDS": str(self.settings.lease_seconds),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        self.log_dir = log_dir
+        self.workers: list[WorkerProcess] = []
+        self.client = Client(self.settings)
+        self.store = backends(self.settings).store
+
+    def start_worker(self, name: str | None = None, concurrency: int = 2, wait: bool = True,
+                     pool: str = "prefork") -> WorkerProcess:
+        """Start one more worker process and wait until it answers."""
+        name = name or f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:4]}@%h"
+        hostname = name.replace("%h", os.uname().nodename)
+        w = WorkerProcess(hostname, self.env, concurrency=concurrency, pool=pool,
+                          queues=self.queue, log_path=self.log_dir / f"{hostname}.log")
+        self.workers.append(w)
+        if wait:
+            w.wait_ready(backends(self.settings).app)
+        return w
+
+    def stop(self) -> None:
+        """Stop every worker."""
+        for w in self.workers:
+            w.stop()
+        self.workers.clear()
+
+    def logs(self) -> str:
+        """Everything the workers printed (for failure messages)."""
+        out = []
+        for p in sorted(self.log_dir.glob("*.log")):
+            out.append(f"==== {p.name}\n{p.read_text(errors='replace')[-4000:]}")
+        return "\n".join(out)
+
+
+@pytest.fixture(scope="session")
+def fleet(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """Two worker processes of two pool processes each, shared by the session."""
+    home = tmp_path_factory.mktemp("fleet-home")
+    f = Fleet(home, redis_url, database_url, tmp_path_factory.mktemp("worker-logs"))
+    try:
+        f.start_worker(wait=False)
+        f.start_worker(wait=False)
+        for w in f.workers:
+            w.wait_ready(backends(f.settings).app)
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture()
+def fresh_fleet(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> Iterator[Fleet]:
+    """A fleet with no workers yet, on its own queue, for tests that kill workers."""
+    home = tmp_path / "home"
+    home.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    f = Fleet(home, redis_url, database_url, logs)
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture()
+def project() -> str:
+    """A project name no other test uses."""
+    return f"proj-{uuid.uuid4().hex[:8]}"
+
+
