@@ -6,9 +6,7 @@ from orchestrator.schedules import CronSchedule
 from orchestrator.tasks import StartFlowRun
 
 
-weekday_schedule = CronSchedule(
-    "30 9 * * 1-5", start_date=pendulum.now(tz="US/Eastern")
-)
+weekday_schedule = CronSchedule("30 9 * * 1-5", start_date=pendulum.now(tz="US/Eastern"))
 
 
 # assumes you have registered the following flows in a project named "examples"

@@ -7,6 +7,7 @@ class ExtractSomeData(Task):
     def run(self):
         return {"param-key": "some-random-piece-of-data"}
 
+
 extract_some_data = ExtractSomeData(name="extract_some_data")
 
 # assumes you have registered a flow named "exampled" in a project named "examples"

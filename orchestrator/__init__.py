@@ -62,6 +62,7 @@ __all__ = [
     "State",
     "Task",
     "TaskRunInfo",
+    "TaskRunNotFound",
     "TaskRunState",
     "task",
 ]

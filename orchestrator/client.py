@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -277,10 +278,8 @@ class Client:
                 time.sleep(min(step, 0.5))
         finally:
             if pubsub is not None:
-                try:
+                with contextlib.suppress(redis.RedisError):
                     pubsub.close()
-                except redis.RedisError:
-                    pass
 
     def cancel_flow_run(self, flow_run_id: str, cancel_children: bool = True) -> bool:
         """Cancel a flow run that is not final yet, and by default its unfinished children.
@@ -308,7 +307,10 @@ class Client:
 
     def list_flow_runs(self, limit: int = 20, state: State | None = None) -> list[FlowRunInfo]:
         """The newest flow runs (without their task runs)."""
-        return [self._info(r, task_runs=False) for r, _ in self.backends.store.list_flow_runs(limit, state)]
+        return [
+            self._info(r, task_runs=False)
+            for r, _ in self.backends.store.list_flow_runs(limit, state)
+        ]
 
     def run_in_process(self, flow_run_id: str) -> Outcome:
         """Run a stored flow run in this process (how ``flow.run()`` mirrors a child)."""
@@ -328,10 +330,16 @@ class Client:
             for t, st in final.result.items():
                 from orchestrator.store import task_run_id
 
-                b.store.finish_task_run(task_run_id(flow_run_id, t.slug or t.name), flow_run_id,
-                                        st.state, st.message, st.result)
+                b.store.finish_task_run(
+                    task_run_id(flow_run_id, t.slug or t.name),
+                    flow_run_id,
+                    st.state,
+                    st.message,
+                    st.result,
+                )
             b.set_flow_run_state(flow_run_id, final.state, final.message)
         info = self.get_flow_run(flow_run_id)
-        state, message, result = mirror_outcome(info.id, info.state, info.message,
-                                                {t.slug: t.result for t in info.task_runs})
+        state, message, result = mirror_outcome(
+            info.id, info.state, info.message, {t.slug: t.result for t in info.task_runs}
+        )
         return Outcome(state, result=result, message=message)

@@ -7,6 +7,7 @@ START_FLOW_RUN = "orchestrator.start_flow_run"
 NODE = "orchestrator.node"
 MIRROR = "orchestrator.mirror"
 FINALIZE = "orchestrator.finalize"
+BARRIER = "orchestrator.barrier"
 
 KEY_PREFIX = "orchestrator:"
 #: Pub/sub channel announcing each state change of a flow run.

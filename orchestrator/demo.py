@@ -46,9 +46,7 @@ CHILD_FLOWS = [child_a, child_b, child_c, child_d]
 
 
 # The seed's third listing, as it is written there (imports above).
-weekday_schedule = CronSchedule(
-    "30 9 * * 1-5", start_date=pendulum.now(tz="US/Eastern")
-)
+weekday_schedule = CronSchedule("30 9 * * 1-5", start_date=pendulum.now(tz="US/Eastern"))
 
 
 # assumes you have registered the following flows in a project named "examples"

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from orchestrator.errors import BackendUnavailable
 
@@ -88,7 +90,9 @@ def ensure_running(home: Path) -> Path:
         try:
             subprocess.run(cmd, check=True, capture_output=True, timeout=30)
         except (OSError, subprocess.SubprocessError) as exc:
-            raise BackendUnavailable(f"could not start the embedded Redis in {home}: {exc}") from None
+            raise BackendUnavailable(
+                f"could not start the embedded Redis in {home}: {exc}"
+            ) from None
         deadline = time.monotonic() + 20
         while not _alive(sock):
             if time.monotonic() > deadline:
@@ -113,7 +117,10 @@ def stop(home: Path) -> None:
     _started.pop(home, None)
     sock = socket_path(home)
     try:
-        redis.Redis(unix_socket_path=str(sock), socket_connect_timeout=2).shutdown(save=False)
+        client = redis.Redis(
+            unix_socket_path=str(sock), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
+        client.shutdown(save=False)
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         pass
     with contextlib.suppress(FileNotFoundError):

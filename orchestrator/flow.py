@@ -279,7 +279,9 @@ class Flow:
         if self._reference is not None:
             self.set_reference_tasks(self._reference)
         for t in self.tasks:
-            bound = {e.key for e in self.upstream_edges(t) if e.key} | set(self.constants.get(t, {}))
+            bound = {e.key for e in self.upstream_edges(t) if e.key} | set(
+                self.constants.get(t, {})
+            )
             missing = [a for a in t.required_arguments() if a not in bound]
             if missing:
                 raise FlowValidationError(
@@ -293,7 +295,10 @@ class Flow:
     # --- structure ----------------------------------------------------------
 
     def structure(self) -> dict[str, Any]:
-        """A JSON description of the flow's structure (what versions are compared on)."""
+        """A JSON description of the flow's structure (what versions are compared on).
+
+        The schedule is not part of it: a new schedule (or the seed's
+        ``start_date=pendulum.now()``) updates the stored version in place."""
         tasks = []
         for t in self.tasks:
             tasks.append(
@@ -321,7 +326,6 @@ class Flow:
             "parameters": [p.declaration() for p in self.parameters()],
             "reference": sorted(t.slug or "" for t in self.reference_tasks()),
             "labels": self.labels,
-            "schedule": self.schedule.to_dict() if self.schedule is not None else None,
         }
 
     def structural_hash(self) -> str:

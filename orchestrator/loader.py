@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -19,7 +20,7 @@ def _load_module(target: str, fresh: bool = False) -> types.ModuleType:
         if not path.is_file():
             raise FlowLoadError(f"flow file {target} does not exist")
         resolved = path.resolve()
-        name = f"orchestrator_flows_{abs(hash(str(resolved)))}"
+        name = f"orchestrator_flows_{hashlib.sha1(str(resolved).encode()).hexdigest()[:16]}"
         if not fresh and name in sys.modules:
             return sys.modules[name]
         spec = importlib.util.spec_from_file_location(name, resolved)

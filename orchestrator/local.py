@@ -69,13 +69,13 @@ def run_flow(
         The final flow state with every task's state and result.
     """
     flow.validate()
-    values = resolve_parameters(
-        flow.name, [p.declaration() for p in flow.parameters()], parameters
-    )
+    values = resolve_parameters(flow.name, [p.declaration() for p in flow.parameters()], parameters)
     states: dict[Task, TaskRunState] = {}
     for task in flow.sorted_tasks():
         upstream = [
-            Upstream(e.upstream.slug or "", e.key, states[e.upstream].state, states[e.upstream].result)
+            Upstream(
+                e.upstream.slug or "", e.key, states[e.upstream].state, states[e.upstream].result
+            )
             for e in flow.upstream_edges(task)
         ]
         outcome = check_upstream(task, upstream)

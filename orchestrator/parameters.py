@@ -45,9 +45,7 @@ def resolve_parameters(
         )
     missing = sorted(n for n, d in known.items() if d.get("required") and n not in given)
     if missing:
-        raise ParameterError(
-            f"flow {flow_name!r} needs required parameter(s) {', '.join(missing)}"
-        )
+        raise ParameterError(f"flow {flow_name!r} needs required parameter(s) {', '.join(missing)}")
     values = {n: given[n] if n in given else d.get("default") for n, d in known.items()}
     try:
         encoded = to_json(values, f"parameters of flow {flow_name!r}")

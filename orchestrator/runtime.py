@@ -91,7 +91,9 @@ def _ping(client: redis.Redis, url: str, attempts: int = 5) -> None:
             client.ping()
             return
         except redis.AuthenticationError as exc:
-            raise BackendUnavailable(f"Redis at {hide_password(url)} refused the password: {exc}") from None
+            raise BackendUnavailable(
+                f"Redis at {hide_password(url)} refused the password: {exc}"
+            ) from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             if attempt == attempts - 1:
                 detail = str(exc).splitlines()[0]

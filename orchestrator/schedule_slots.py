@@ -44,6 +44,7 @@ __all__ = [
     "SlotPlan",
     "plan_slots",
     "slot_key",
+    "utc_instant",
 ]
 
 #: How far back beat looks for missed slots.
@@ -78,10 +79,20 @@ class SlotPlan:
         return len(self.skip) + self.dropped + len(self.run)
 
 
-def _aware(value: datetime, what: str) -> datetime:
+def utc_instant(value: datetime, what: str = "time") -> datetime:
+    """``value`` as a plain ``datetime`` in UTC (never a pendulum one: pendulum loses
+    the stdlib UTC zone in arithmetic).
+
+    Raises:
+        ScheduleError: ``value`` is not an aware datetime.
+    """
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ScheduleError(f"{what} must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(UTC)
+    instant = value.astimezone(UTC)
+    return datetime(
+        instant.year, instant.month, instant.day, instant.hour, instant.minute,
+        instant.second, instant.microsecond, tzinfo=UTC,
+    )  # fmt: skip
 
 
 def plan_slots(
@@ -118,8 +129,8 @@ def plan_slots(
         >>> [t.hour for t in plan.run], [t.hour for t in plan.skip]
         ([3], [1, 2])
     """
-    now_utc = _aware(now, "now")
-    seen_utc = _aware(last_seen, "last_seen") if last_seen is not None else None
+    now_utc = utc_instant(now, "now")
+    seen_utc = utc_instant(last_seen, "last_seen") if last_seen is not None else None
     if window <= timedelta(0):
         raise ScheduleError(f"window must be positive, got {window}")
     if max_skipped < 0 or max_runs < 1:
@@ -133,7 +144,7 @@ def plan_slots(
         slots = schedule.between(lower, now_utc, limit=max_runs)
         handled = now_utc
         if len(slots) == max_runs:  # maybe more: go on from the last one next tick
-            handled = slots[-1].astimezone(UTC)
+            handled = utc_instant(slots[-1])
         return SlotPlan(run=tuple(slots), skip=(), dropped=0, handled_until=handled)
     slots = schedule.between(lower, now_utc)
     if not slots:
@@ -156,9 +167,4 @@ def slot_key(project_name: str, flow_name: str, slot: datetime) -> str:
     Returns:
         ``schedule:{project}/{flow}:{ISO 8601 time in UTC}``, the same for every beat.
     """
-    instant = _aware(slot, "slot")
-    plain = datetime(
-        instant.year, instant.month, instant.day, instant.hour, instant.minute,
-        instant.second, instant.microsecond, tzinfo=UTC,
-    )  # fmt: skip
-    return f"schedule:{project_name}/{flow_name}:{plain.isoformat()}"
+    return f"schedule:{project_name}/{flow_name}:{utc_instant(slot, 'slot').isoformat()}"

@@ -5,14 +5,14 @@ transitions a run may make. Everything that records a state goes through
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from orchestrator.task import Task
 
 
-class State(str, Enum):
+class State(StrEnum):
     """The state of a flow run or a task run."""
 
     PENDING = "Pending"

@@ -108,6 +108,10 @@ class Store:
         if auto_migrate:
             self.upgrade()
 
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
     # --- sessions ---------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -237,8 +241,9 @@ class Store:
             .limit(1)
         )
         if newest is not None and newest.structure_hash == structure_hash and not newest.archived:
-            if newest.import_ref != import_ref:
-                newest.import_ref = import_ref
+            newest.import_ref = import_ref
+            if newest.schedule != schedule:
+                newest.schedule = schedule
             return newest
         s.execute(
             update(FlowVersion)
@@ -409,8 +414,11 @@ class Store:
                 .values(**values)
             ).rowcount
             if done:
-                s.add(StateEvent(flow_run_id=flow_run_id, state=new.value, message=message,
-                                 timestamp=now))
+                s.add(
+                    StateEvent(
+                        flow_run_id=flow_run_id, state=new.value, message=message, timestamp=now
+                    )
+                )
         return bool(done)
 
     def list_flow_runs(
@@ -418,7 +426,9 @@ class Store:
     ) -> list[tuple[FlowRun, str]]:
         """The newest flow runs with their flow names."""
         with self.reading() as s:
-            q = select(FlowRun, FlowVersion.name).join(FlowVersion, FlowVersion.id == FlowRun.flow_id)
+            q = select(FlowRun, FlowVersion.name).join(
+                FlowVersion, FlowVersion.id == FlowRun.flow_id
+            )
             if state is not None:
                 q = q.where(FlowRun.state == state.value)
             if top_level_only:
@@ -443,7 +453,9 @@ class Store:
         if not wanted:
             return {}
         with self.reading() as s:
-            return {f.id: f for f in s.scalars(select(FlowVersion).where(FlowVersion.id.in_(wanted)))}
+            return {
+                f.id: f for f in s.scalars(select(FlowVersion).where(FlowVersion.id.in_(wanted)))
+            }
 
     # --- task runs ----------------------------------------------------------------
 
@@ -521,7 +533,8 @@ class Store:
                     TaskRun.id == task_run_id,
                     or_(
                         TaskRun.state.in_([State.PENDING.value, State.RETRYING.value]),
-                        (TaskRun.state == State.RUNNING.value) & (TaskRun.lease_until < now)
+                        (TaskRun.state == State.RUNNING.value)
+                        & (TaskRun.lease_until < now)
                         & TaskRun.child_flow_run_id.is_(None),
                     ),
                 )
@@ -535,8 +548,14 @@ class Store:
                 )
             ).rowcount
             if done:
-                s.add(StateEvent(flow_run_id=flow_run_id, task_run_id=task_run_id,
-                                 state=State.RUNNING.value, timestamp=now))
+                s.add(
+                    StateEvent(
+                        flow_run_id=flow_run_id,
+                        task_run_id=task_run_id,
+                        state=State.RUNNING.value,
+                        timestamp=now,
+                    )
+                )
             run = s.get(TaskRun, task_run_id)
         if run is None:
             raise FlowRunNotFound(f"no task run {task_run_id!r}")
@@ -548,8 +567,11 @@ class Store:
             return bool(
                 s.execute(
                     update(TaskRun)
-                    .where(TaskRun.id == task_run_id, TaskRun.lease_owner == owner,
-                           TaskRun.state == State.RUNNING.value)
+                    .where(
+                        TaskRun.id == task_run_id,
+                        TaskRun.lease_owner == owner,
+                        TaskRun.state == State.RUNNING.value,
+                    )
                     .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
                 ).rowcount
             )
@@ -583,8 +605,15 @@ class Store:
         with self.writing() as s:
             done = s.execute(update(TaskRun).where(*cond).values(**values)).rowcount
             if done:
-                s.add(StateEvent(flow_run_id=flow_run_id, task_run_id=task_run_id,
-                                 state=state.value, message=message, timestamp=now))
+                s.add(
+                    StateEvent(
+                        flow_run_id=flow_run_id,
+                        task_run_id=task_run_id,
+                        state=state.value,
+                        message=message,
+                        timestamp=now,
+                    )
+                )
         return bool(done)
 
     def cancel_pending_task_runs(self, flow_run_id: str, message: str) -> int:
@@ -595,8 +624,13 @@ class Store:
                 s.execute(
                     update(TaskRun)
                     .where(TaskRun.flow_run_id == flow_run_id, TaskRun.state.in_(unfinished))
-                    .values(state=State.CANCELLED.value, message=message, end_time=utcnow(),
-                            lease_owner=None, lease_until=None)
+                    .values(
+                        state=State.CANCELLED.value,
+                        message=message,
+                        end_time=utcnow(),
+                        lease_owner=None,
+                        lease_until=None,
+                    )
                 ).rowcount
             )
 
@@ -669,18 +703,27 @@ class Store:
                         return True
                     if s.get(ScheduleMark, (project_id, flow_name)) is not None:
                         return False
-                    s.add(ScheduleMark(project_id=project_id, flow_name=flow_name,
-                                       handled_until=value, updated=utcnow()))
+                    s.add(
+                        ScheduleMark(
+                            project_id=project_id,
+                            flow_name=flow_name,
+                            handled_until=value,
+                            updated=utcnow(),
+                        )
+                    )
                 return True
             except IntegrityError:
                 continue  # another beat inserted it at the same moment; look again
         return False
 
-    def set_schedule_paused(self, project_name: str, flow_name: str, paused: bool) -> FlowVersion:
+    def set_schedule_paused(
+        self, project_name: str, flow_name: str, paused: bool, now: datetime | None = None
+    ) -> FlowVersion:
         """Pause or resume the schedule of a flow's newest version.
 
-        Resuming moves the flow's bookmark to now, so the slots that passed while it
-        was paused are neither run nor recorded as missed.
+        Resuming moves the flow's bookmark to ``now`` (default: the current time), so
+        the slots that passed while it was paused are neither run nor recorded as
+        missed.
 
         Raises:
             FlowNotFound: no such project or flow.
@@ -694,7 +737,7 @@ class Store:
                 update(FlowVersion).where(FlowVersion.id == flow.id).values(schedule_paused=paused)
             )
         if not paused:
-            self.advance_schedule_mark(flow.project_id, flow.name, utcnow())
+            self.advance_schedule_mark(flow.project_id, flow.name, now or utcnow())
         flow.schedule_paused = paused
         return flow
 

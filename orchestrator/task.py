@@ -99,7 +99,8 @@ class Task:
     def accepts_any_keyword(self) -> bool:
         """Whether ``run()`` takes ``**kwargs``."""
         return any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in self.run_signature().parameters.values()
+            p.kind is inspect.Parameter.VAR_KEYWORD
+            for p in self.run_signature().parameters.values()
         )
 
     def check_argument(self, key: str) -> None:
@@ -112,7 +113,9 @@ class Task:
             return
         if self.accepts_any_keyword():
             return
-        known = ", ".join(p for p in params if params[p].kind.name.startswith(("POS", "KEY"))) or "none"
+        known = (
+            ", ".join(p for p in params if params[p].kind.name.startswith(("POS", "KEY"))) or "none"
+        )
         raise FlowValidationError(
             f"task {self.name!r}: run() has no argument {key!r} (its arguments: {known})"
         )

@@ -188,7 +188,9 @@ def create_flow_run(
 def wait_for_flow_run(flow_run_id: str) -> WaitForFlowRun:
     """End when the flow run ends and take its state; returns its structured result."""
     if not isinstance(flow_run_id, str):
-        raise ParameterError(f"wait_for_flow_run needs a flow run id, got {type(flow_run_id).__name__}")
+        raise ParameterError(
+            f"wait_for_flow_run needs a flow run id, got {type(flow_run_id).__name__}"
+        )
     return WaitForFlowRun(flow_run_id)
 
 

@@ -5,7 +5,6 @@ real Celery worker processes."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -76,24 +75,34 @@ def _postgres_schema_url(base: str) -> Iterator[str]:
         engine.dispose()
 
 
+def _migrate(url: str) -> None:
+    store = Store(url)
+    try:
+        store.upgrade()
+    finally:
+        store.close()
+
+
 def _database_params() -> list[str]:
     return ["sqlite", "postgres"]
 
 
 @pytest.fixture(scope="session", params=_database_params())
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A migrated, empty database: SQLite, and PostgreSQL when configured."""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("db") / "orchestrator.db"
         url = f"sqlite:///{path}"
-        Store(url).upgrade()
+        _migrate(url)
         yield url
         return
     base = os.environ.get(DATABASE_ENV)
     if not base:
         pytest.skip(f"{DATABASE_ENV} is not set")
     for url in _postgres_schema_url(base):
-        Store(url).upgrade()
+        _migrate(url)
         yield url
 
 
@@ -103,7 +112,10 @@ class Fleet:
     def __init__(self, home: Path, redis_url: str, database_url: str, log_dir: Path) -> None:
         self.queue = f"q-{uuid.uuid4().hex[:8]}"
         self.settings = Settings(
-            home=home, redis_url=redis_url, database_url=database_url, queue=self.queue,
+            home=home,
+            redis_url=redis_url,
+            database_url=database_url,
+            queue=self.queue,
             lease_seconds=float(os.environ.get("ORCHESTRATOR_TEST_LEASE_SECONDS", "4")),
         )
         self.env = {
@@ -120,13 +132,24 @@ class Fleet:
         self.client = Client(self.settings)
         self.store = backends(self.settings).store
 
-    def start_worker(self, name: str | None = None, concurrency: int = 2, wait: bool = True,
-                     pool: str = "prefork") -> WorkerProcess:
+    def start_worker(
+        self,
+        name: str | None = None,
+        concurrency: int = 2,
+        wait: bool = True,
+        pool: str = "prefork",
+    ) -> WorkerProcess:
         """Start one more worker process and wait until it answers."""
         name = name or f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:4]}@%h"
         hostname = name.replace("%h", os.uname().nodename)
-        w = WorkerProcess(hostname, self.env, concurrency=concurrency, pool=pool,
-                          queues=self.queue, log_path=self.log_dir / f"{hostname}.log")
+        w = WorkerProcess(
+            hostname,
+            self.env,
+            concurrency=concurrency,
+            pool=pool,
+            queues=self.queue,
+            log_path=self.log_dir / f"{hostname}.log",
+        )
         self.workers.append(w)
         if wait:
             w.wait_ready(backends(self.settings).app)
@@ -164,9 +187,7 @@ def fleet(
 
 
 @pytest.fixture()
-def fresh_fleet(
-    database_url: str, redis_url: str, tmp_path: Path
-) -> Iterator[Fleet]:
+def fresh_fleet(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Fleet]:
     """A fleet with no workers yet, on its own queue, for tests that kill workers."""
     home = tmp_path / "home"
     home.mkdir()
@@ -183,5 +204,3 @@ def fresh_fleet(
 def project() -> str:
     """A project name no other test uses."""
     return f"proj-{uuid.uuid4().hex[:8]}"
-
-

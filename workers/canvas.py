@@ -159,28 +159,44 @@ def plan_orderings(plan: Plan) -> set[tuple[str, str]]:
     return orderings
 
 
-def to_signature(plan: Plan, make_sig: Callable[[str], Signature]) -> Signature:
+def to_signature(
+    plan: Plan,
+    make_sig: Callable[[str], Signature],
+    barrier: Callable[[], Signature] | None = None,
+) -> Signature:
     """Build the Celery canvas for a plan.
 
     ``Node`` becomes ``make_sig(slug)``, ``Chain`` becomes :func:`celery.chain`
     and ``Group`` becomes :func:`celery.group`. Celery upgrades a group
     followed by a task into a chord on its own. Nothing is sent.
 
+    Celery 5.7 loses track of a chord nested in a group that ends a chain which
+    is itself a member of a group (for example
+    ``group(chain(x, group(chord([a, b], c), d)), e)`` never completes). With
+    ``barrier``, a chain inside a group that ends in a group gets one no-op task
+    appended, which closes that group with a plain chord and keeps every shape
+    working; it adds no ordering between flow tasks.
+
     Args:
         plan: The plan to translate.
         make_sig: Builds the signature of one node task from its slug.
+        barrier: Builds a no-op signature (see above).
 
     Returns:
         The canvas signature; calling ``apply_async()`` on it runs the plan.
     """
 
-    def on_chain(parts: list[Signature]) -> Signature:
+    def build(p: Plan, in_group: bool) -> Signature:
+        if isinstance(p, Node):
+            return make_sig(p.slug)
+        if isinstance(p, Group):
+            return cast(Signature, celery.group([build(x, True) for x in p.parts]))
+        parts = [build(x, False) for x in p.parts]
+        if in_group and barrier is not None and isinstance(p.parts[-1], Group):
+            parts.append(barrier())
         return cast(Signature, celery.chain(*parts))
 
-    def on_group(parts: list[Signature]) -> Signature:
-        return cast(Signature, celery.group(parts))
-
-    return _fold(plan, make_sig, on_chain, on_group)
+    return build(plan, False)
 
 
 # --- plan traversal -------------------------------------------------------------------
@@ -340,7 +356,7 @@ class _Compiler:
             return _Split.NODE, []
         members = _bits(mask)
         components = self._components(mask, members)
-        if len(components) > 99999:
+        if len(components) > 1:
             return _Split.GROUP, components
         series = self._series(mask, members)
         if len(series) > 1:

@@ -55,7 +55,9 @@ def loaded(store: Store, flow_id: str) -> LoadedFlow:
             if flow.structural_hash() != version.structure_hash:
                 log.warning(
                     "flow %s version %s: the code at %s no longer matches its registration",
-                    version.name, version.version, version.import_ref,
+                    version.name,
+                    version.version,
+                    version.import_ref,
                 )
         if flow.name != version.name:
             raise FlowLoadError(

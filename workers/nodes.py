@@ -38,7 +38,6 @@ from orchestrator.models import TaskRun
 from orchestrator.runtime import Backends, backends
 from orchestrator.states import State
 from orchestrator.store import Store, task_run_id
-from orchestrator.task import Parameter
 from workers.canvas import compile_dag, to_signature
 from workers.flows import LoadedFlow, loaded
 
@@ -84,11 +83,18 @@ def build_canvas(flow_run_id: str) -> Signature | None:
     if not slugs:
         return finalize_sig
     node_set = set(slugs)
-    edges = [
-        (up, slug) for slug in slugs for up, _ in lf.upstream[slug] if up in node_set
-    ]
+    edges = [(up, slug) for slug in slugs for up, _ in lf.upstream[slug] if up in node_set]
     plan = compile_dag(slugs, edges)
-    body = to_signature(plan, lambda s: node_signature(lf, flow_run_id, s))
+    body = to_signature(
+        plan,
+        lambda s: node_signature(lf, flow_run_id, s),
+        barrier=lambda: app.signature(
+            constants.BARRIER,
+            immutable=True,
+            shadow=f"{lf.version.name}/join",
+            queue=b.settings.queue,
+        ),
+    )
     return chain(body, finalize_sig)
 
 
@@ -126,9 +132,7 @@ def heartbeat(store: Store, tr_id: str, owner: str, lease: float) -> Iterator[No
         stop.set()
 
 
-def _splice_child(
-    self: CeleryTask, flow_run_id: str, slug: str, tr_id: str, child_id: str
-) -> None:
+def _splice_child(self: CeleryTask, flow_run_id: str, slug: str, tr_id: str, child_id: str) -> None:
     """Replace this node with the child run's canvas followed by ``mirror``."""
     mirror_sig = app.signature(
         constants.MIRROR,
@@ -167,7 +171,9 @@ def node(self: CeleryTask, flow_run_id: str, slug: str) -> dict[str, str]:
     lf = loaded(store, run.flow_id)
     task = lf.task(slug)
     if State(run.state) is State.CANCELLED:
-        store.finish_task_run(tr_id, flow_run_id, State.CANCELLED, "flow run cancelled", owner=owner)
+        store.finish_task_run(
+            tr_id, flow_run_id, State.CANCELLED, "flow run cancelled", owner=owner
+        )
         return recorded(store.get_task_run(tr_id) or tr)
     edges = lf.upstream[slug]
     ups = {u.slug: u for u in store.task_runs(flow_run_id, {s for s, _ in edges})} if edges else {}
@@ -216,10 +222,17 @@ def mirror(self: CeleryTask, flow_run_id: str, slug: str, child_id: str) -> dict
         if not State(child.state).is_final:
             raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
         results = {t.slug: t.result for t in store.task_runs(child_id) if t.map_index == -1}
-        state, message, result = mirror_outcome(child_id, State(child.state), child.message, results)
+        state, message, result = mirror_outcome(
+            child_id, State(child.state), child.message, results
+        )
         store.finish_task_run(tr_id, flow_run_id, state, message, result)
         tr = store.get_task_run(tr_id) or tr
     return recorded(tr)
+
+
+@app.task(name=constants.BARRIER)
+def barrier() -> None:
+    """A no-op that joins a group inside a nested canvas (see ``workers.canvas``)."""
 
 
 @app.task(name=constants.FINALIZE, bind=True, max_retries=None)
@@ -236,5 +249,4 @@ def finalize(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
     return {"flow_run": flow_run_id, "state": run.state}
 
 
-__all__ = ["app", "build_canvas", "finalize", "mirror", "node", "start_flow_run"]
-_ = Parameter
+__all__ = ["app", "barrier", "build_canvas", "finalize", "mirror", "node", "start_flow_run"]

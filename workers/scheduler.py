@@ -35,7 +35,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -61,6 +61,7 @@ from orchestrator.schedule_slots import (
     DEFAULT_WINDOW,
     plan_slots,
     slot_key,
+    utc_instant,
 )
 from orchestrator.schedules import Schedule, schedule_from_dict
 from orchestrator.states import State
@@ -108,15 +109,6 @@ class _Entry:
     @property
     def label(self) -> str:
         return f"{self.project}/{self.flow.name}"
-
-
-def _utc(value: datetime) -> datetime:
-    """``value`` as a plain aware ``datetime`` in UTC (not a pendulum subclass)."""
-    instant = value.astimezone(UTC)
-    return datetime(
-        instant.year, instant.month, instant.day, instant.hour, instant.minute,
-        instant.second, instant.microsecond, tzinfo=UTC,
-    )  # fmt: skip
 
 
 def lock_name_for(database_url: str) -> str:
@@ -214,7 +206,7 @@ class ScheduleRunner:
         Returns:
             What the tick did; nothing at all when another beat leads.
         """
-        now = _utc(now)
+        now = utc_instant(now)
         report = TickReport(now=now, leader=self._lead())
         if not report.leader:
             return report
@@ -226,6 +218,9 @@ class ScheduleRunner:
         for entry in self._entries or []:
             try:
                 self._fire(entry, now, report)
+            except BackendUnavailable as exc:
+                log.warning("beat: cannot fire schedules: %s", exc)
+                return report  # the database is down: try again next tick
             except OrchestratorError as exc:
                 log.error("beat: schedule of %s failed this tick: %s", entry.label, exc)
         try:
@@ -325,23 +320,21 @@ class ScheduleRunner:
         except (ParameterError, SerializationError) as exc:
             message = f"scheduled run not started: {exc}"
             run, created = store.create_final_flow_run(
-                entry.flow, {}, State.FAILED, message, key, name, _utc(slot)
+                entry.flow, {}, State.FAILED, message, key, name, utc_instant(slot)
             )
             if created:
                 log.error("beat: %s slot %s: %s", entry.label, slot.isoformat(), message)
             return None
         run, created = store.create_flow_run(
             entry.flow, parameters, State.SCHEDULED, idempotency_key=key, name=name,
-            scheduled_start_time=_utc(slot),
+            scheduled_start_time=utc_instant(slot),
         )  # fmt: skip
         if not created:
             return None
         log.info("beat: %s slot %s: created run %s", entry.label, slot.isoformat(), run.id)
         return run.id
 
-    def _record_skipped(
-        self, entry: _Entry, slot: datetime, latest: datetime | None
-    ) -> str | None:
+    def _record_skipped(self, entry: _Entry, slot: datetime, latest: datetime | None) -> str | None:
         """Record a missed slot as a Skipped run; its id when this call recorded it."""
         try:
             parameters = self._parameters(entry)
@@ -352,7 +345,7 @@ class ScheduleRunner:
         run, created = self.backends.store.create_final_flow_run(
             entry.flow, parameters, State.SKIPPED, message,
             slot_key(entry.project, entry.flow.name, slot),
-            f"scheduled {slot.isoformat()}", _utc(slot),
+            f"scheduled {slot.isoformat()}", utc_instant(slot),
         )  # fmt: skip
         return run.id if created else None
 

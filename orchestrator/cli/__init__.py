@@ -57,7 +57,7 @@ def _backend_error(exc: BaseException) -> str | None:
 class OrchestratorGroup(click.Group):
     """A click group whose errors are one ``error:`` line on stderr and exit code 1."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -108,7 +108,7 @@ def main() -> None:
 
 
 # --- subcommand modules ---------------------------------------------------------
-# Each module lists its commands in COMMANDS; add a module to this tuple to register it.
+# Each module lists its commands in COMMANDS; add a module to _MODULES to register it.
 from orchestrator.cli import demo, fleet, flows, runs  # noqa: E402
 
 _MODULES = [flows, runs, fleet, demo]
@@ -123,3 +123,4 @@ for _module in _MODULES:
         main.add_command(_command)
 
 __all__ = ["OrchestratorGroup", "fail", "main", "scrub"]
+__import__("orchestrator.cli.schedules", fromlist=["register"]).register(main)  # beat, schedules

@@ -52,8 +52,10 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env[ENV_HOME] = str(settings.home)
     env[ENV_QUEUE] = settings.queue
     env["ORCHESTRATOR_LEASE_SECONDS"] = f"{settings.lease_seconds:g}"
-    for name, value in ((ENV_REDIS_URL, settings.redis_url),
-                        (ENV_DATABASE_URL, settings.database_url)):
+    for name, value in (
+        (ENV_REDIS_URL, settings.redis_url),
+        (ENV_DATABASE_URL, settings.database_url),
+    ):
         if value:
             env[name] = value
         else:
@@ -110,8 +112,9 @@ def summarize(client: Client, info: FlowRunInfo) -> Text:
     return line
 
 
-def _start_workers(settings: Settings, count: int, concurrency: int,
-                   log_dir: Path) -> list[WorkerProcess]:
+def _start_workers(
+    settings: Settings, count: int, concurrency: int, log_dir: Path
+) -> list[WorkerProcess]:
     env = worker_env(settings)
     log_dir.mkdir(parents=True, exist_ok=True)
     node = os.uname().nodename
@@ -120,8 +123,13 @@ def _start_workers(settings: Settings, count: int, concurrency: int,
     for i in range(count):
         hostname = f"demo{i + 1}-{tag}@{node}"
         workers.append(
-            WorkerProcess(hostname, env, concurrency=concurrency, queues=settings.queue,
-                          log_path=log_dir / f"{hostname}.log")
+            WorkerProcess(
+                hostname,
+                env,
+                concurrency=concurrency,
+                queues=settings.queue,
+                log_path=log_dir / f"{hostname}.log",
+            )
         )
     return workers
 
@@ -134,12 +142,28 @@ def _stop_workers(workers: list[WorkerProcess]) -> None:
 
 
 @click.command("demo")
-@click.option("--workers", "n_workers", type=click.IntRange(1, 16), default=2, show_default=True,
-              help="How many worker processes to start.")
-@click.option("--concurrency", type=click.IntRange(1, 16), default=2, show_default=True,
-              help="Pool processes per worker.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
-              help="Seconds to wait for the flow run.")
+@click.option(
+    "--workers",
+    "n_workers",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="How many worker processes to start.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="Pool processes per worker.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=120,
+    show_default=True,
+    help="Seconds to wait for the flow run.",
+)
 def demo(n_workers: int, concurrency: int, timeout: float) -> None:
     """Run the seed's Flow-of-Flows end to end on real workers.
 
@@ -165,8 +189,10 @@ def demo(n_workers: int, concurrency: int, timeout: float) -> None:
             if not settings.embedded_database:
                 b.store.check_migrated()
         how = "started here" if started_redis else "already running"
-        out.print(f"backends: {describe_backends(settings)}"
-                  + (f" (embedded Redis {how})" if settings.embedded_redis else ""))
+        out.print(
+            f"backends: {describe_backends(settings)}"
+            + (f" (embedded Redis {how})" if settings.embedded_redis else "")
+        )
 
         client = Client(settings)
         versions = []
@@ -180,13 +206,14 @@ def demo(n_workers: int, concurrency: int, timeout: float) -> None:
             workers = _start_workers(settings, n_workers, concurrency, log_dir)
             for w in workers:
                 w.wait_ready(b.app)
-        out.print(f"{n_workers} worker(s) ready in {fmt_duration(time.monotonic() - t0)} "
-                  f"(logs in {log_dir})")
+        out.print(
+            f"{n_workers} worker(s) ready in {fmt_duration(time.monotonic() - t0)} "
+            f"(logs in {log_dir})"
+        )
 
         run_id = client.create_flow_run(PARENT, PROJECT, run_name="demo")
         out.print(f"created flow run {run_id} of {PARENT}")
-        info = wait_with_progress(client, run_id, PARENT, timeout=timeout, tree=True,
-                                  console=err)
+        info = wait_with_progress(client, run_id, PARENT, timeout=timeout, tree=True, console=err)
         out.print(run_tree(client, run_id))
         out.print(summarize(client, info))
         code = 0 if info.state is State.SUCCESS else 1
@@ -210,4 +237,3 @@ def demo(n_workers: int, concurrency: int, timeout: float) -> None:
 
 
 COMMANDS: list[click.Command] = [demo]
-

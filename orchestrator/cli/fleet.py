@@ -17,8 +17,11 @@ from orchestrator.errors import ConfigurationError
 from orchestrator.runtime import backends
 from orchestrator.store import Store
 
-_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True,
-                 "help_option_names": ["-h", "--help"]}
+_PASS_THROUGH = {
+    "ignore_unknown_options": True,
+    "allow_extra_args": True,
+    "help_option_names": ["-h", "--help"],
+}
 
 
 def describe_backends(settings: Settings) -> str:
@@ -99,15 +102,18 @@ def _is_loopback(address: str) -> bool:
 
 @click.command(context_settings=_PASS_THROUGH)
 @click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
-@click.option("--address", default="127.0.0.1", show_default=True,
-              help="The address to listen on.")
-@click.option("--basic-auth", envvar="FLOWER_BASIC_AUTH", metavar="USER:PASSWORD[,...]",
-              help="Require HTTP basic auth (also from FLOWER_BASIC_AUTH).")
-@click.option("--unauthenticated", is_flag=True,
-              help="Allow no auth (only on a loopback address).")
+@click.option("--address", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option(
+    "--basic-auth",
+    envvar="FLOWER_BASIC_AUTH",
+    metavar="USER:PASSWORD[,...]",
+    help="Require HTTP basic auth (also from FLOWER_BASIC_AUTH).",
+)
+@click.option("--unauthenticated", is_flag=True, help="Allow no auth (only on a loopback address).")
 @click.pass_context
-def flower(ctx: click.Context, port: int, address: str, basic_auth: str | None,
-           unauthenticated: bool) -> None:
+def flower(
+    ctx: click.Context, port: int, address: str, basic_auth: str | None, unauthenticated: bool
+) -> None:
     """Start Flower on the fleet's broker, to watch workers and tasks.
 
     Flower shows task arguments and can stop workers, so it needs --basic-auth
@@ -118,8 +124,9 @@ def flower(ctx: click.Context, port: int, address: str, basic_auth: str | None,
         for pair in basic_auth.split(","):
             user, sep, password = pair.partition(":")
             if not sep or not user or not password:
-                raise click.BadParameter("expected USER:PASSWORD[,USER:PASSWORD...]",
-                                         param_hint="--basic-auth")
+                raise click.BadParameter(
+                    "expected USER:PASSWORD[,USER:PASSWORD...]", param_hint="--basic-auth"
+                )
     elif not unauthenticated:
         raise ConfigurationError(
             "Flower needs --basic-auth USER:PASSWORD (or FLOWER_BASIC_AUTH); "
@@ -141,8 +148,17 @@ def flower(ctx: click.Context, port: int, address: str, basic_auth: str | None,
         f"flower on http://{address}:{port} ({auth}) watching {describe_backends(settings)}",
         err=True,
     )
-    argv = [sys.executable, "-m", "celery", "-A", "workers", "flower",
-            f"--port={port}", f"--address={address}", *ctx.args]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "flower",
+        f"--port={port}",
+        f"--address={address}",
+        *ctx.args,
+    ]
     _exec(argv, env)
 
 
@@ -160,9 +176,7 @@ def upgrade() -> None:
     """Apply every pending migration and print the revision."""
     store = _store()
     revision = store.upgrade()
-    make_console().print(
-        f"database {hide_password(store.url)} is at revision {revision} (head)"
-    )
+    make_console().print(f"database {hide_password(store.url)} is at revision {revision} (head)")
 
 
 @db.command()

@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import click
@@ -37,7 +38,8 @@ NO_WORKER_HINT_AFTER = 5.0
 
 
 def flow_run_label(info: FlowRunInfo) -> Text:
-    """One line for a flow run: flow, version, project, state, duration, id, message."""
+    """One line for a flow run: flow, version, project, state, duration, id, and the
+    message when the run did not succeed."""
     text = Text()
     text.append(info.flow_name, style="bold")
     text.append(f" v{info.version}", style="dim")
@@ -47,8 +49,8 @@ def flow_run_label(info: FlowRunInfo) -> Text:
     if info.name:
         text.append(f"  {info.name!r}", style="italic")
     text.append(f"  {info.id}", style="dim")
-    if info.message:
-        text.append(f"  {short(info.message, 120)}", style="dim")
+    if info.message and info.state is not State.SUCCESS:
+        text.append(f"  {short(info.message, 120)}", style="yellow")
     return text
 
 
@@ -69,10 +71,19 @@ def task_run_label(tr: TaskRunInfo) -> Text:
     return text
 
 
+def sorted_task_runs(info: FlowRunInfo) -> list[TaskRunInfo]:
+    """A run's task runs in the order they started; those not started yet last."""
+
+    def key(tr: TaskRunInfo) -> tuple[bool, datetime, str, int]:
+        return (tr.start_time is None, tr.start_time or info.created, tr.slug, tr.map_index)
+
+    return sorted(info.task_runs, key=key)
+
+
 def _add_flow_run(client: Client, node: Tree, info: FlowRunInfo, seen: set[str]) -> None:
     seen.add(info.id)
     linked: set[str] = set()
-    for tr in info.task_runs:
+    for tr in sorted_task_runs(info):
         branch = node.add(task_run_label(tr))
         if tr.child_flow_run_id:
             linked.add(tr.child_flow_run_id)
@@ -121,7 +132,7 @@ def task_runs_table(info: FlowRunInfo) -> Table:
     table.add_column("attempts", justify="right")
     table.add_column("worker")
     table.add_column("result / message", overflow="fold")
-    for tr in info.task_runs:
+    for tr in sorted_task_runs(info):
         detail = short(tr.result) if tr.state is State.SUCCESS else short(tr.message, 100)
         table.add_row(
             escape(tr.slug if tr.map_index < 0 else f"{tr.slug}[{tr.map_index}]"),
@@ -217,8 +228,7 @@ def wait_with_progress(
     def on_change(state: State) -> None:
         display.state = state
 
-    with Live(console=console, get_renderable=display.render, refresh_per_second=8,
-              transient=True):
+    with Live(console=console, get_renderable=display.render, refresh_per_second=8, transient=True):
         return client.wait_for_flow_run(flow_run_id, timeout=timeout, on_change=on_change)
 
 
@@ -257,14 +267,23 @@ def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, A
 @click.command()
 @click.argument("flow")
 @click.option("--project", "-p", required=True, help="The flow's project.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="A parameter value (JSON when it parses, else a string); repeatable.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter value (JSON when it parses, else a string); repeatable.",
+)
 @click.option("--params-json", metavar="JSON", help="Parameters as one JSON object.")
 @click.option("--label", "labels", multiple=True, help="An extra label for the run; repeatable.")
 @click.option("--name", "run_name", help="A readable name for the run.")
 @click.option("--wait", is_flag=True, help="Wait for the run to finish and show its task runs.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="With --wait: give up after this many seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="With --wait: give up after this many seconds.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -305,10 +324,20 @@ def run(
 
 
 @click.command("runs")
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True,
-              help="How many runs, newest first.")
-@click.option("--state", "-s", type=click.Choice([s.value for s in State], case_sensitive=False),
-              help="Only runs in this state.")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many runs, newest first.",
+)
+@click.option(
+    "--state",
+    "-s",
+    type=click.Choice([s.value for s in State], case_sensitive=False),
+    help="Only runs in this state.",
+)
 def list_runs(limit: int, state: str | None) -> None:
     """List the newest flow runs."""
     wanted = None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from orchestrator import Flow, Parameter, task
 from orchestrator.tasks import StartFlowRun
 from orchestrator.triggers import any_failed
@@ -75,5 +73,11 @@ with Flow("parent-versions") as parent_versions:
     StartFlowRun(flow_name="evolving", project_name=PROJECT, wait=True)()
 
 CHILDREN = [ok, slow, fails, needs_name]
-PARENTS = [parent_mirror, parent_slow, parent_unknown, parent_bad_params,
-           parent_missing_params, parent_versions]
+PARENTS = [
+    parent_mirror,
+    parent_slow,
+    parent_unknown,
+    parent_bad_params,
+    parent_missing_params,
+    parent_versions,
+]

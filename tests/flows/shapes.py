@@ -41,8 +41,12 @@ def _chain(n: int) -> Flow:
     with Flow(f"chain-{n}") as f:
         prev = None
         for i in range(n):
-            t = work(f"c{i}", seconds=0.01, task_args={"name": f"c{i}"},
-                     upstream_tasks=[prev] if prev else None)
+            t = work(
+                f"c{i}",
+                seconds=0.01,
+                task_args={"name": f"c{i}"},
+                upstream_tasks=[prev] if prev else None,
+            )
             prev = t
     return f
 
@@ -73,8 +77,9 @@ def _random_dag(n: int, seed: int) -> Flow:
         nodes = []
         for i in range(n):
             ups = [nodes[j] for j in rng.sample(range(i), k=min(i, rng.randint(0, 3)))] if i else []
-            nodes.append(work(f"r{i}", seconds=0, task_args={"name": f"r{i:03d}"},
-                              upstream_tasks=ups))
+            nodes.append(
+                work(f"r{i}", seconds=0, task_args={"name": f"r{i:03d}"}, upstream_tasks=ups)
+            )
     return f
 
 
@@ -143,5 +148,4 @@ with Flow("fail-signal") as fail_signal_flow:
     fail_signal()
 
 #: Every flow in this module, for registering them all at once.
-ALL = [chain, fan, diamond, n_shape, random_200, retries, triggers, not_json_flow,
-       fail_signal_flow]
+ALL = [chain, fan, diamond, n_shape, random_200, retries, triggers, not_json_flow, fail_signal_flow]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from orchestrator.client import FlowRunInfo
 from orchestrator.flow import Flow
+from orchestrator.runtime import backends
 from orchestrator.task import Parameter
 from tests.conftest import Fleet
-from orchestrator.runtime import backends
 from tests.flows.common import count_key
 
 
-def run_and_wait(fleet: Fleet, flow: str, project: str, timeout: float = 90, **kw: object) -> FlowRunInfo:
+def run_and_wait(
+    fleet: Fleet, flow: str, project: str, timeout: float = 90, **kw: object
+) -> FlowRunInfo:
     """Create a run, wait for it, and return it (with worker logs on timeout)."""
     run_id = fleet.client.create_flow_run(flow, project, **kw)  # type: ignore[arg-type]
     try:

@@ -51,7 +51,8 @@ def test_parallel_branches_overlap_in_time(fleet: Fleet, registered: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "flow", [shapes.retries, shapes.triggers, shapes.not_json_flow, shapes.fail_signal_flow],
+    "flow",
+    [shapes.retries, shapes.triggers, shapes.not_json_flow, shapes.fail_signal_flow],
     ids=lambda f: f.name,
 )
 def test_fleet_and_local_runs_agree(fleet: Fleet, registered: str, flow) -> None:

@@ -63,7 +63,9 @@ def test_seed_flow_of_flows_orders_children(seed: Fleet, listing: str) -> None:
     # When it runs
     parent = run_and_wait(seed, "parent-flow", "examples")
     assert parent.state is State.SUCCESS, parent.message
-    runs = {seed.client.get_flow_run(c).flow_name: seed.client.get_flow_run(c) for c in parent.children}
+    runs = {
+        seed.client.get_flow_run(c).flow_name: seed.client.get_flow_run(c) for c in parent.children
+    }
     # Then each child ran once, B and C only after A, D only after both, B and C overlapping
     assert sorted(runs) == ["A", "B", "C", "D"]
     a, b, c, d = (runs[k] for k in "ABCD")
@@ -142,7 +144,9 @@ def test_unknown_flow_fails_task_naming_flow_project_and_alternatives(kids: Flee
     ("flow", "words"),
     [("parent-bad-params", ["nmae", "name"]), ("parent-missing-params", ["name", "required"])],
 )
-def test_bad_parameters_fail_before_any_child_exists(kids: Fleet, flow: str, words: list[str]) -> None:
+def test_bad_parameters_fail_before_any_child_exists(
+    kids: Fleet, flow: str, words: list[str]
+) -> None:
     parent = run_and_wait(kids, flow, children.PROJECT)
     tr = parent.task_run("flow_needs_name")
     assert tr.state is State.FAILED

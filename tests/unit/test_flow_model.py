@@ -361,8 +361,9 @@ def test_parameter_named_like_a_task_keeps_its_name_as_slug() -> None:
 
 
 def test_cycle_through_set_upstream_is_refused() -> None:
-    with pytest.raises(FlowValidationError, match="edge 'inc-3' -> 'inc' makes a cycle"), Flow(
-        "cyclic"
+    with (
+        pytest.raises(FlowValidationError, match="edge 'inc-3' -> 'inc' makes a cycle"),
+        Flow("cyclic"),
     ):
         a = inc()
         b = inc(x=a)
@@ -371,8 +372,9 @@ def test_cycle_through_set_upstream_is_refused() -> None:
 
 
 def test_cycle_through_set_downstream_is_refused() -> None:
-    with pytest.raises(FlowValidationError, match="edge 'inc-2' -> 'inc' makes a cycle"), Flow(
-        "cyclic"
+    with (
+        pytest.raises(FlowValidationError, match="edge 'inc-2' -> 'inc' makes a cycle"),
+        Flow("cyclic"),
     ):
         a = inc()
         b = inc(x=a)
@@ -383,16 +385,18 @@ def test_cycle_through_a_call_is_refused() -> None:
     # Given an uncalled task that joins the flow as an argument, then is itself called
     # with its own downstream as argument (bind, Prefect 1's in-place call)
     source = inc.copy()
-    with pytest.raises(FlowValidationError, match="edge 'inc' -> 'inc-2' makes a cycle"), Flow(
-        "cyclic"
+    with (
+        pytest.raises(FlowValidationError, match="edge 'inc' -> 'inc-2' makes a cycle"),
+        Flow("cyclic"),
     ):
         downstream = inc(x=source)
         source.bind(x=downstream)
 
 
 def test_task_depending_on_itself_is_refused() -> None:
-    with pytest.raises(FlowValidationError, match="task 'inc' cannot depend on itself"), Flow(
-        "self"
+    with (
+        pytest.raises(FlowValidationError, match="task 'inc' cannot depend on itself"),
+        Flow("self"),
     ):
         a = inc()
         a.set_upstream(a)
@@ -403,64 +407,80 @@ def test_task_bound_into_another_flow_is_refused() -> None:
     with Flow("first") as first:
         shared = one()
     # When another flow uses that bound task (not a fresh call)
-    with pytest.raises(
-        FlowValidationError,
-        match="task 'one' belongs to flow 'first'; call it inside flow 'second'",
-    ), Flow("second"):
+    with (
+        pytest.raises(
+            FlowValidationError,
+            match="task 'one' belongs to flow 'first'; call it inside flow 'second'",
+        ),
+        Flow("second"),
+    ):
         inc(x=shared)
     # Then the first flow is unchanged
     assert list(first.tasks) == [shared]
 
 
 def test_unknown_keyword_is_refused_naming_the_task_and_its_arguments() -> None:
-    with pytest.raises(
-        FlowValidationError,
-        match=r"task 'add': run\(\) has no argument 'z' \(its arguments: x, y\)",
-    ), Flow("unknown"):
+    with (
+        pytest.raises(
+            FlowValidationError,
+            match=r"task 'add': run\(\) has no argument 'z' \(its arguments: x, y\)",
+        ),
+        Flow("unknown"),
+    ):
         add(x=1, y=2, z=3)
 
 
 def test_unknown_key_in_set_upstream_is_refused() -> None:
-    with pytest.raises(
-        FlowValidationError, match=r"task 'inc': run\(\) has no argument 'value'"
-    ), Flow("unknown-key"):
+    with (
+        pytest.raises(FlowValidationError, match=r"task 'inc': run\(\) has no argument 'value'"),
+        Flow("unknown-key"),
+    ):
         inc().set_upstream(one(), key="value")
 
 
 def test_unknown_keyword_on_a_task_subclass_is_refused() -> None:
-    with pytest.raises(
-        FlowValidationError, match=r"task 'load': run\(\) has no argument 'params'"
-    ), Flow("subclass"):
+    with (
+        pytest.raises(FlowValidationError, match=r"task 'load': run\(\) has no argument 'params'"),
+        Flow("subclass"),
+    ):
         Load(name="load")(params={"a": "b"})
 
 
 def test_too_many_positional_arguments_are_refused() -> None:
-    with pytest.raises(
-        FlowValidationError, match="task 'add': too many positional arguments"
-    ), Flow("positional"):
+    with (
+        pytest.raises(FlowValidationError, match="task 'add': too many positional arguments"),
+        Flow("positional"),
+    ):
         add(1, 2, 3)
 
 
 def test_key_bound_twice_to_tasks_is_refused() -> None:
-    with pytest.raises(
-        FlowValidationError, match="task 'inc': argument 'x' is already bound to task 'one'"
-    ), Flow("twice"):
+    with (
+        pytest.raises(
+            FlowValidationError, match="task 'inc': argument 'x' is already bound to task 'one'"
+        ),
+        Flow("twice"),
+    ):
         bumped = inc(x=one())
         bumped.set_upstream(one(), key="x")
 
 
 def test_key_bound_to_a_constant_and_a_task_is_refused() -> None:
-    with pytest.raises(
-        FlowValidationError, match="task 'inc': argument 'x' is already bound to a constant"
-    ), Flow("twice"):
+    with (
+        pytest.raises(
+            FlowValidationError, match="task 'inc': argument 'x' is already bound to a constant"
+        ),
+        Flow("twice"),
+    ):
         bumped = inc(x=5)
         bumped.set_upstream(one(), key="x")
 
 
 def test_duplicate_parameter_name_is_refused() -> None:
-    with pytest.raises(
-        FlowValidationError, match="flow 'dupes' has two parameters named 'rows'"
-    ), Flow("dupes"):
+    with (
+        pytest.raises(FlowValidationError, match="flow 'dupes' has two parameters named 'rows'"),
+        Flow("dupes"),
+    ):
         add(x=Parameter("rows"), y=Parameter("rows"))
 
 
@@ -473,9 +493,12 @@ def test_calling_a_task_outside_a_flow_is_refused() -> None:
 
 def test_missing_required_argument_is_refused_when_the_block_ends() -> None:
     flow = Flow("incomplete")
-    with pytest.raises(
-        FlowValidationError, match=r"task 'add' in flow 'incomplete' is missing argument\(s\) y"
-    ), flow:
+    with (
+        pytest.raises(
+            FlowValidationError, match=r"task 'add' in flow 'incomplete' is missing argument\(s\) y"
+        ),
+        flow,
+    ):
         add(x=1)
         # while the block is open nothing is refused: y could still be bound
         assert len(flow.tasks) == 1
@@ -527,9 +550,10 @@ def test_chosen_slug_is_kept_and_a_clash_is_refused() -> None:
     with Flow("chosen") as flow:
         bound = one(task_args={"slug": "first"})
     assert flow.task_by_slug("first") is bound
-    with pytest.raises(
-        FlowValidationError, match="flow 'clash': two tasks have slug 'same'"
-    ), Flow("clash"):
+    with (
+        pytest.raises(FlowValidationError, match="flow 'clash': two tasks have slug 'same'"),
+        Flow("clash"),
+    ):
         one(task_args={"slug": "same"})
         inc(task_args={"slug": "same"})
 

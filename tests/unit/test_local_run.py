@@ -163,9 +163,12 @@ def test_reference_tasks_given_to_the_flow_constructor() -> None:
 
 def test_reference_task_not_in_the_flow_is_refused() -> None:
     stranger = one.copy(name="stranger")
-    with pytest.raises(
-        FlowValidationError, match="flow 'refs': reference task 'stranger' is not in the flow"
-    ), Flow("refs", reference_tasks=[stranger]):
+    with (
+        pytest.raises(
+            FlowValidationError, match="flow 'refs': reference task 'stranger' is not in the flow"
+        ),
+        Flow("refs", reference_tasks=[stranger]),
+    ):
         one()
 
 
@@ -476,9 +479,7 @@ def test_missing_required_parameter_is_refused_before_anything_runs() -> None:
     with Flow("required") as flow:
         record(Parameter("a"), Parameter("b"))
 
-    with pytest.raises(
-        ParameterError, match=r"flow 'required' needs required parameter\(s\) a, b"
-    ):
+    with pytest.raises(ParameterError, match=r"flow 'required' needs required parameter\(s\) a, b"):
         flow.run()
     with pytest.raises(ParameterError, match=r"needs required parameter\(s\) b$"):
         flow.run(parameters={"a": 1})

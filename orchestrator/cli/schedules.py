@@ -1,0 +1,263 @@
+"""``orchestrator beat`` and ``orchestrator schedules``: firing registered flows'
+schedules with Celery beat, listing them with their next fire times, pausing and
+resuming them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+import click
+import pendulum
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.cli.display import make_console
+from orchestrator.config import Settings, hide_password
+from orchestrator.errors import ConfigurationError, ScheduleError
+from orchestrator.models import FlowVersion
+from orchestrator.schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_dict
+from orchestrator.store import Store
+
+#: The beat scheduler class, as ``celery beat -S`` names it.
+SCHEDULER = "workers.scheduler:FlowScheduler"
+
+_PASS_THROUGH = {
+    "ignore_unknown_options": True,
+    "allow_extra_args": True,
+    "help_option_names": ["-h", "--help"],
+}
+
+
+def _has_option(args: Sequence[str], short: str, long: str) -> bool:
+    """Whether ``args`` already set an option, as ``-x``, ``-xVALUE``, ``--long[=v]``."""
+    for a in args:
+        if a in (short, long) or a.startswith(long + "="):
+            return True
+        if a.startswith(short) and not a.startswith("--") and len(a) > len(short):
+            return True
+    return False
+
+
+def _describe(settings: Settings) -> str:
+    """Which Redis, database and queue a beat serves, passwords hidden."""
+    if settings.redis_url:
+        where = f"Redis {hide_password(settings.redis_url)}"
+    else:
+        where = f"the embedded Redis in {settings.home}"
+    return (
+        f"{where}, database {hide_password(settings.resolved_database_url())}, "
+        f"queue {settings.queue}"
+    )
+
+
+def _store(settings: Settings | None = None) -> Store:
+    """The database of this configuration, checked to be migrated (dispose it after use)."""
+    settings = settings or Settings.from_env()
+    store = Store(settings.resolved_database_url(), auto_migrate=settings.embedded_database)
+    try:
+        store.check_migrated()
+    except Exception:
+        store.engine.dispose()
+        raise
+    return store
+
+
+@click.command(context_settings=_PASS_THROUGH)
+@click.pass_context
+def beat(ctx: click.Context) -> None:
+    """Start Celery beat with the flow scheduler: it fires registered flows' schedules.
+
+    Schedules are read from the database and re-read every few seconds, so newly
+    registered, changed, paused or resumed flows need no restart. Only one beat
+    fires at a time (a leader lock in Redis); a second one stands by and takes
+    over within 15 seconds when the first dies, without creating any run twice.
+
+    Other options go to `celery beat` unchanged, for example --loglevel/-l,
+    --schedule/-s, --pidfile, --logfile/-f.
+    """
+    from orchestrator.runtime import backends
+
+    settings = Settings.from_env()
+    _store(settings).engine.dispose()  # a clear error now if the schema is behind
+    backends(settings)  # Redis answers (the embedded one is started for this home)
+    args = list(ctx.args)
+    if not _has_option(args, "-l", "--loglevel"):
+        args += ["--loglevel", "INFO"]
+    click.echo(f"beat firing schedules for {_describe(settings)}", err=True)
+    argv = [sys.executable, "-m", "celery", "-A", "workers", "beat", "-S", SCHEDULER, *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        raise ConfigurationError(f"could not start celery beat: {exc}") from None
+
+
+# --- listing ---------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    """``2s``, ``90s`` -> ``1m30s``, ``1h``, ``1d2h`` (a schedule's interval)."""
+    whole = int(seconds)
+    if whole != seconds or whole < 60:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts)
+
+
+def describe(schedule: Schedule) -> str:
+    """A schedule in a few words: ``cron 30 9 * * 1-5`` or ``every 2s``, with options."""
+    if isinstance(schedule, CronSchedule):
+        text = f"cron {schedule.cron}"
+    elif isinstance(schedule, IntervalSchedule):
+        text = f"every {_duration(schedule.interval.total_seconds())}"
+    else:
+        text = type(schedule).__name__
+    extras = []
+    if schedule.start_date is not None:
+        extras.append(f"from {schedule.start_date.format('YYYY-MM-DD HH:mm')}")
+    if schedule.end_date is not None:
+        extras.append(f"until {schedule.end_date.format('YYYY-MM-DD HH:mm')}")
+    if schedule.catchup:
+        extras.append("catch-up")
+    return text + "".join(f"\n{e}" for e in extras)
+
+
+def _fmt(value: datetime, seconds: bool) -> str:
+    moment = pendulum.instance(value)
+    return moment.format("ddd YYYY-MM-DD HH:mm" + (":ss" if seconds else "") + " zz")
+
+
+def fire_times(
+    schedule: Schedule, count: int, after: datetime | None = None
+) -> list[tuple[str, str]]:
+    """The next ``count`` fire times, each in the schedule's zone and in UTC."""
+    times = schedule.next(count, after=after)
+    seconds = any(t.second or t.microsecond for t in times)
+    return [(_fmt(t, seconds), _fmt(t.in_timezone("UTC"), seconds)) for t in times]
+
+
+def schedule_table(
+    rows: Sequence[tuple[str, FlowVersion]], count: int = 5, now: datetime | None = None
+) -> Table:
+    """The table ``orchestrator schedules`` prints.
+
+    Args:
+        rows: (project, flow version) pairs with a schedule.
+        count: How many next fire times to show.
+        now: List fire times after this (default: now).
+
+    Returns:
+        A rich table: project, flow, schedule, zone, paused, next times (zone, UTC).
+    """
+    table = Table(title="scheduled flows", title_justify="left", show_lines=True)
+    table.add_column("project")
+    table.add_column("flow", style="bold")
+    table.add_column("schedule")
+    table.add_column("zone")
+    table.add_column("paused")
+    table.add_column(f"next {count} (schedule's zone)")
+    table.add_column(f"next {count} (UTC)")
+    for project, flow in rows:
+        try:
+            schedule = schedule_from_dict(flow.schedule or {})
+        except ScheduleError as exc:
+            problem = f"[red]unreadable: {escape(str(exc))}[/]"
+            table.add_row(escape(project), escape(flow.name), problem, "", "", "", "")
+            continue
+        times = fire_times(schedule, count, after=now)
+        paused = "[yellow]paused[/]" if flow.schedule_paused else "no"
+        local = "\n".join(t for t, _ in times) or "[dim]none (ended)[/]"
+        utc = "\n".join(u for _, u in times) or "[dim]none (ended)[/]"
+        table.add_row(
+            escape(project), f"{escape(flow.name)}\n[dim]v{flow.version}[/]",
+            escape(describe(schedule)), escape(schedule.timezone), paused, local, utc,
+        )  # fmt: skip
+    return table
+
+
+@click.group(invoke_without_command=True)
+@click.option("--project", "-p", help="Only this project's flows.")
+@click.option(
+    "--count",
+    "-n",
+    type=click.IntRange(1, 50),
+    default=5,
+    show_default=True,
+    help="How many next fire times to show.",
+)
+@click.pass_context
+def schedules(ctx: click.Context, project: str | None, count: int) -> None:
+    """List scheduled flows with their next fire times; pause or resume one.
+
+    Fire times are shown in the schedule's zone (its start date's) and in UTC.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    store = _store()
+    try:
+        rows = store.scheduled_flows(include_paused=True)
+    finally:
+        store.engine.dispose()
+    if project is not None:
+        rows = [(p, f) for p, f in rows if p == project]
+    console = make_console()
+    if not rows:
+        where = f" in project {project!r}" if project else ""
+        console.print(f"no scheduled flows{where}")
+        return
+    console.print(schedule_table(rows, count))
+
+
+def _set_paused(flow: str, project: str, paused: bool) -> None:
+    store = _store()
+    try:
+        version = store.set_schedule_paused(project, flow, paused)
+    finally:
+        store.engine.dispose()
+    if paused:
+        text = "paused: beat creates no runs for it until `orchestrator schedules resume`"
+    else:
+        schedule = schedule_from_dict(version.schedule or {})
+        upcoming = fire_times(schedule, 1)
+        when = f"; next fire {upcoming[0][0]} ({upcoming[0][1]})" if upcoming else ""
+        text = f"resumed (slots missed while paused do not run){when}"
+    make_console().print(
+        f"schedule of flow {escape(flow)} in project {escape(project)} "
+        f"(version {version.version}) {text}"
+    )
+
+
+@schedules.command()
+@click.argument("flow")
+@click.option("--project", "-p", required=True, help="The flow's project.")
+def pause(flow: str, project: str) -> None:
+    """Stop beat from creating runs of FLOW (its newest version)."""
+    _set_paused(flow, project, True)
+
+
+@schedules.command()
+@click.argument("flow")
+@click.option("--project", "-p", required=True, help="The flow's project.")
+def resume(flow: str, project: str) -> None:
+    """Let beat create runs of FLOW again, from now on."""
+    _set_paused(flow, project, False)
+
+
+COMMANDS: list[click.Command] = [beat, schedules]
+
+
+def register(main: click.Group) -> None:
+    """Add ``beat`` and ``schedules`` to the ``orchestrator`` command group."""
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+__all__ = ["COMMANDS", "SCHEDULER", "describe", "fire_times", "register", "schedule_table"]
