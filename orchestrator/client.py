@@ -23,6 +23,7 @@ from orchestrator.store import aware, utcnow
 if TYPE_CHECKING:
     from orchestrator.engine import Outcome
     from orchestrator.flow import Flow
+    from orchestrator.limits import LimitInfo
     from orchestrator.models import FlowRun, TaskRun
 
 
@@ -174,6 +175,9 @@ class Client:
         Returns:
             The flow run id.
         """
+        from orchestrator.limits import check_label
+
+        run_labels = [check_label(label) for label in labels or ()]
         store = self.backends.store
         flow = store.newest_flow(project_name, flow_name)
         values = resolve_parameters(flow_name, flow.parameters, parameters)
@@ -186,7 +190,7 @@ class Client:
             state=State.SCHEDULED if future else State.SUBMITTED,
             idempotency_key=idempotency_key,
             name=run_name,
-            labels=list(labels or ()),
+            labels=run_labels,
             scheduled_start_time=scheduled_start_time,
             parent_flow_run_id=parent_flow_run_id,
             parent_task_run_id=parent_task_run_id,
@@ -292,11 +296,38 @@ class Client:
         cancelled = b.set_flow_run_state(flow_run_id, State.CANCELLED, "cancelled by request")
         if cancelled:
             b.store.cancel_pending_task_runs(flow_run_id, "flow run cancelled")
+            b.app.send_task(
+                constants.RELEASE_SLOTS, args=[flow_run_id, list(run.labels or [])],
+                queue=self.settings.queue,
+            )  # fmt: skip
         if cancel_children:
             for child in b.store.child_runs(run.id):
                 if not State(child.state).is_final:
                     self.cancel_flow_run(child.id, cancel_children=True)
         return cancelled
+
+    # --- concurrency limits --------------------------------------------------------
+
+    def set_concurrency_limit(self, label: str, limit: int) -> None:
+        """Allow at most ``limit`` running flow runs with ``label``; takes effect at once."""
+        from orchestrator.limits import set_limit
+
+        set_limit(self.backends.redis, label, limit)
+        self.backends.app.send_task(constants.WAKE_LABEL, args=[label], queue=self.settings.queue)
+
+    def delete_concurrency_limit(self, label: str) -> bool:
+        """Remove a label's limit (waiting runs start); False when it had none."""
+        from orchestrator.limits import delete_limit
+
+        deleted = delete_limit(self.backends.redis, label)
+        self.backends.app.send_task(constants.WAKE_LABEL, args=[label], queue=self.settings.queue)
+        return deleted
+
+    def concurrency_limits(self) -> list[LimitInfo]:
+        """Every limit with its used slots and waiting runs."""
+        from orchestrator.limits import list_limits
+
+        return list_limits(self.backends.redis)
 
     def get_task_run_result(self, flow_run_id: str, task_slug: str, map_index: int = -1) -> Any:
         """The recorded result of one task run."""

@@ -8,6 +8,8 @@ NODE = "orchestrator.node"
 MIRROR = "orchestrator.mirror"
 FINALIZE = "orchestrator.finalize"
 BARRIER = "orchestrator.barrier"
+RELEASE_SLOTS = "orchestrator.release_slots"
+WAKE_LABEL = "orchestrator.wake_label"
 
 KEY_PREFIX = "orchestrator:"
 #: Pub/sub channel announcing each state change of a flow run.
@@ -28,3 +30,14 @@ BEAT_LEASE_SECONDS = 15.0
 BEAT_TICK_SECONDS = 1.0
 #: Seconds between two reads of the registered schedules by beat.
 BEAT_REFRESH_SECONDS = 5.0
+
+#: Hash of concurrency limits: label -> slots.
+LIMITS = KEY_PREFIX + "limits"
+#: Sorted set of the flow runs holding a label's slots, scored by lease expiry (ms).
+SLOTS = KEY_PREFIX + "slots:"
+#: Sorted set of the flow runs waiting for a label, scored by arrival (ms).
+WAITING = KEY_PREFIX + "waiting:"
+#: Set of the labels a flow run holds.
+HELD = KEY_PREFIX + "held:"
+#: The flow run a spliced child runs under (for lease renewal and exemptions).
+PARENT = KEY_PREFIX + "parent:"

@@ -57,7 +57,9 @@ class Flow:
             raise FlowValidationError("a flow needs a non-empty name")
         self.name = name
         self.schedule = schedule
-        self.labels = sorted(set(labels or ()))
+        from orchestrator.limits import check_label
+
+        self.labels = sorted({check_label(label) for label in labels or ()})
         self.tasks: dict[Task, None] = {}  # insertion-ordered set
         self.edges: list[Edge] = []
         self.constants: dict[Task, dict[str, Any]] = {}

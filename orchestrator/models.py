@@ -124,7 +124,9 @@ class ScheduleMark(Base):
     """How far beat has handled a scheduled flow: every slot up to ``handled_until``.
 
     One row per flow (project and name, across its versions), so a restarted or a
-    second beat knows which slots were dealt with and which were missed.
+    second beat knows which slots were dealt with and which were missed;
+    ``schedule_hash`` tells which schedule the bookmark is for (a changed schedule
+    fires from when beat first sees it, without backfilling).
     """
 
     __tablename__ = "schedule_marks"
@@ -132,4 +134,5 @@ class ScheduleMark(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
     flow_name: Mapped[str] = mapped_column(String(200), primary_key=True)
     handled_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    schedule_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))

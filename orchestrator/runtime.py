@@ -6,6 +6,7 @@ task name without importing worker code."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -55,13 +56,12 @@ class Backends:
 
     def notify(self, flow_run_id: str, state: State) -> None:
         """Publish a state-change notice for waiting clients (best effort)."""
-        try:
+        # best effort: waiters fall back to reading the database
+        with contextlib.suppress(redis.RedisError):
             self.redis.publish(
                 constants.FLOW_RUN_CHANNEL.format(id=flow_run_id),
                 json.dumps({"id": flow_run_id, "state": state.value}),
             )
-        except redis.RedisError:
-            pass  # waiters fall back to reading the database
 
     def dispatch(self, flow_run_id: str, flow_name: str) -> None:
         """Send ``start_flow_run`` for a flow run to the workers."""

@@ -21,6 +21,12 @@ created, or the slot was recorded as skipped). On each tick it asks
 * Slots older than ``now - window`` are never looked at: after a long outage beat
   neither runs nor records more than one window's worth of slots.
 
+Where the bookmark starts (:func:`starting_point`): a flow beat has never fired
+starts at its registration (or, when beat was already running, when beat first saw
+it), at most one window back; a flow whose schedule changed (a new cron, the seed's
+``start_date=pendulum.now()`` registered again) fires the new schedule from when
+beat first sees it, without backfilling slots the new schedule would have had.
+
 Nothing here does I/O; beat (``workers/scheduler.py``) turns a plan into runs. Each
 run's idempotency key is :func:`slot_key`, the flow and the nominal fire time, so
 two beats (or one beat restarted in the middle of a slot) that plan the same slot
@@ -29,6 +35,8 @@ create one run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -43,7 +51,9 @@ __all__ = [
     "DEFAULT_WINDOW",
     "SlotPlan",
     "plan_slots",
+    "schedule_hash",
     "slot_key",
+    "starting_point",
     "utc_instant",
 ]
 
@@ -168,3 +178,47 @@ def slot_key(project_name: str, flow_name: str, slot: datetime) -> str:
         ``schedule:{project}/{flow}:{ISO 8601 time in UTC}``, the same for every beat.
     """
     return f"schedule:{project_name}/{flow_name}:{utc_instant(slot, 'slot').isoformat()}"
+
+
+def schedule_hash(schedule: Schedule) -> str:
+    """A fingerprint of a schedule (all of :meth:`Schedule.to_dict`): equal when equal."""
+    blob = json.dumps(schedule.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def starting_point(
+    *,
+    mark: datetime | None,
+    mark_hash: str | None,
+    current_hash: str,
+    registered: datetime,
+    seen_before: datetime | None,
+    now: datetime,
+    window: timedelta = DEFAULT_WINDOW,
+) -> tuple[datetime, bool]:
+    """The bookmark to plan a schedule's slots from, when beat reads the schedule.
+
+    Args:
+        mark: The stored bookmark (None when beat never fired this flow).
+        mark_hash: The :func:`schedule_hash` the bookmark was stored for.
+        current_hash: The hash of the schedule as registered now.
+        registered: When the flow version was registered.
+        seen_before: When this beat last read the schedules (None on its first
+            read since it started): a flow or change it did not see then is newer.
+        now: The current time.
+        window: The look-back window of :func:`plan_slots`.
+
+    Returns:
+        The bookmark, and whether it differs from the stored one (must be written).
+    """
+    now_utc = utc_instant(now, "now")
+    if mark is not None and mark_hash == current_hash:
+        return utc_instant(mark, "mark"), False
+    if mark is None:
+        start = utc_instant(registered, "registered")
+        if seen_before is not None:  # appeared while beat ran: new since its last read
+            start = max(start, utc_instant(seen_before, "seen_before"))
+        return max(start, now_utc - window), True
+    # the schedule changed: its slots count from when beat first saw the change
+    since = utc_instant(seen_before, "seen_before") if seen_before is not None else now_utc
+    return max(utc_instant(mark, "mark"), since), True

@@ -670,51 +670,54 @@ class Store:
             # a JSON null is not SQL NULL on every backend: filter in Python too
             return [(p, f) for p, f in s.execute(q).all() if f.schedule]
 
-    def schedule_marks(self) -> dict[tuple[int, str], datetime]:
-        """Every scheduled flow's bookmark: (project id, flow name) -> handled until (UTC)."""
+    def schedule_marks(self) -> dict[tuple[int, str], tuple[datetime, str | None]]:
+        """Every flow's bookmark: (project id, flow name) -> (handled until in UTC,
+        hash of the schedule it is for)."""
         with self.reading() as s:
             rows = s.execute(
-                select(ScheduleMark.project_id, ScheduleMark.flow_name, ScheduleMark.handled_until)
+                select(ScheduleMark.project_id, ScheduleMark.flow_name,
+                       ScheduleMark.handled_until, ScheduleMark.schedule_hash)
             ).all()
-        return {(p, n): _as_utc(h) for p, n, h in rows}
+        return {(p, n): (_as_utc(h), sh) for p, n, h, sh in rows}
 
     def advance_schedule_mark(
-        self, project_id: int, flow_name: str, handled_until: datetime
-    ) -> bool:
+        self,
+        project_id: int,
+        flow_name: str,
+        handled_until: datetime,
+        schedule_hash: str | None = None,
+    ) -> tuple[datetime, str | None]:
         """Move a flow's bookmark forward to ``handled_until`` (never back).
 
+        Args:
+            project_id: the flow's project.
+            flow_name: the flow's name.
+            handled_until: every slot up to this instant is dealt with.
+            schedule_hash: when given, the schedule the bookmark is now for.
+
         Returns:
-            True when the bookmark moved (or was created).
+            The bookmark as stored afterwards: (handled until, schedule hash).
         """
         value = _as_utc(handled_until)
         for _ in range(3):
             try:
                 with self.writing() as s:
-                    moved = s.execute(
-                        update(ScheduleMark)
-                        .where(
-                            ScheduleMark.project_id == project_id,
-                            ScheduleMark.flow_name == flow_name,
-                            ScheduleMark.handled_until < value,
-                        )
-                        .values(handled_until=value, updated=utcnow())
-                    ).rowcount
-                    if moved:
-                        return True
-                    if s.get(ScheduleMark, (project_id, flow_name)) is not None:
-                        return False
-                    s.add(
-                        ScheduleMark(
-                            project_id=project_id,
-                            flow_name=flow_name,
-                            handled_until=value,
-                            updated=utcnow(),
-                        )
-                    )
-                return True
+                    mark = s.get(ScheduleMark, (project_id, flow_name), with_for_update=True)
+                    if mark is None:
+                        mark = ScheduleMark(project_id=project_id, flow_name=flow_name,
+                                            handled_until=value, schedule_hash=schedule_hash,
+                                            updated=utcnow())
+                        s.add(mark)
+                    else:
+                        if _as_utc(mark.handled_until) < value:
+                            mark.handled_until = value
+                        if schedule_hash is not None:
+                            mark.schedule_hash = schedule_hash
+                        mark.updated = utcnow()
+                    return _as_utc(mark.handled_until), mark.schedule_hash
             except IntegrityError:
                 continue  # another beat inserted it at the same moment; look again
-        return False
+        raise BackendUnavailable(f"could not record the schedule bookmark of {flow_name!r}")
 
     def set_schedule_paused(
         self, project_name: str, flow_name: str, paused: bool, now: datetime | None = None

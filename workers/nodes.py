@@ -34,16 +34,18 @@ from orchestrator.engine import (
     run_code,
 )
 from orchestrator.errors import OrchestratorError
-from orchestrator.models import TaskRun
+from orchestrator.models import FlowRun, TaskRun
 from orchestrator.runtime import Backends, backends
 from orchestrator.states import State
-from orchestrator.store import Store, task_run_id
+from orchestrator.store import Store, aware, task_run_id, utcnow
 from workers.canvas import compile_dag, to_signature
 from workers.flows import LoadedFlow, loaded
+from workers.limits import Slots
 
 log = logging.getLogger(__name__)
 b: Backends = backends()
 app = b.app
+slots = Slots(b.redis, max(2 * b.settings.lease_seconds, 10.0))
 HOSTNAME = socket.gethostname()
 
 
@@ -98,31 +100,83 @@ def build_canvas(flow_run_id: str) -> Signature | None:
     return chain(body, finalize_sig)
 
 
+STARTABLE = (State.SUBMITTED, State.PENDING, State.QUEUED, State.SCHEDULED)
+
+
+def _spliced(run: FlowRun) -> bool:
+    """Whether a run is a child spliced into a waiting parent's canvas."""
+    if not run.parent_task_run_id:
+        return False
+    parent_task = b.store.get_task_run(run.parent_task_run_id)
+    return parent_task is not None and parent_task.child_flow_run_id == run.id
+
+
+def _queue(run: FlowRun, state: State) -> None:
+    """Record that a run waits for a concurrency slot (once)."""
+    if state is not State.QUEUED:
+        b.set_flow_run_state(
+            run.id,
+            State.QUEUED,
+            f"waiting for a concurrency slot ({', '.join(run.labels)})",
+            expected=[state],
+        )
+
+
+def wake(run_ids: list[str]) -> None:
+    """Send ``start_flow_run`` again for runs that may now get a slot."""
+    for run_id in run_ids:
+        b.app.send_task(constants.START_FLOW_RUN, args=[run_id], queue=b.settings.queue)
+
+
 @app.task(name=constants.START_FLOW_RUN, bind=True, max_retries=None)
 def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
-    """Move a submitted flow run to Running and send its canvas."""
+    """Move a submitted flow run to Running and send its canvas, once it has a
+    slot of each of its limited labels (else it waits in Queued)."""
     run = b.store.get_flow_run(flow_run_id)
     state = State(run.state)
-    if state in (State.SUBMITTED, State.PENDING, State.QUEUED, State.SCHEDULED):
+    if state.is_final:
+        wake(slots.release(run.id, run.labels))
+    elif state in STARTABLE and not _spliced(run):
+        arrival = (aware(run.created) or utcnow()).timestamp()
+        if run.labels and not slots.acquire(run.id, run.labels, arrival):
+            _queue(run, state)
+            return {"flow_run": flow_run_id, "state": State.QUEUED.value}
         try:
             canvas = build_canvas(flow_run_id)
         except OrchestratorError as exc:
-            b.set_flow_run_state(flow_run_id, State.FAILED, str(exc))
+            if b.set_flow_run_state(flow_run_id, State.FAILED, str(exc)):
+                wake(slots.release(run.id, run.labels))
             return {"flow_run": flow_run_id, "state": State.FAILED.value}
         if b.set_flow_run_state(flow_run_id, State.RUNNING, expected=[state]) and canvas:
             canvas.apply_async()
     return {"flow_run": flow_run_id, "state": b.store.get_flow_run(flow_run_id).state}
 
 
+@app.task(name=constants.RELEASE_SLOTS)
+def release_slots(flow_run_id: str, labels: list[str]) -> None:
+    """Give back a finished or cancelled run's slots and wake the runs waiting longest."""
+    wake(slots.release(flow_run_id, labels))
+
+
+@app.task(name=constants.WAKE_LABEL)
+def wake_label(label: str) -> None:
+    """Wake the runs waiting longest for a label (after its limit changed)."""
+    wake(slots.waiting(label))
+
+
 @contextlib.contextmanager
-def heartbeat(store: Store, tr_id: str, owner: str, lease: float) -> Iterator[None]:
-    """Renew a task run's lease while its code runs."""
+def heartbeat(
+    store: Store, tr_id: str, owner: str, lease: float, run_id: str | None = None
+) -> Iterator[None]:
+    """Renew a task run's lease (and its flow run's slots) while its code runs."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(lease / 3):
             with contextlib.suppress(Exception):
                 store.renew_lease(tr_id, owner, lease)
+                if run_id is not None:
+                    slots.renew(run_id)
 
     thread = threading.Thread(target=beat, daemon=True, name="orchestrator-heartbeat")
     thread.start()
@@ -144,7 +198,11 @@ def _splice_child(self: CeleryTask, flow_run_id: str, slug: str, tr_id: str, chi
     sig: Signature = mirror_sig
     child = b.store.get_flow_run(child_id)
     child_state = State(child.state)
-    if child_state in (State.SUBMITTED, State.PENDING, State.QUEUED):
+    if child_state in STARTABLE:
+        arrival = (aware(child.created) or utcnow()).timestamp()
+        if not slots.acquire(child_id, child.labels, arrival, parent_id=flow_run_id):
+            _queue(child, child_state)
+            raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
         canvas = build_canvas(child_id)
         if b.set_flow_run_state(child_id, State.RUNNING, expected=[child_state]) and canvas:
             sig = chain(canvas, mirror_sig)
@@ -170,6 +228,9 @@ def node(self: CeleryTask, flow_run_id: str, slug: str) -> dict[str, str]:
     run = store.get_flow_run(flow_run_id)
     lf = loaded(store, run.flow_id)
     task = lf.task(slug)
+    limited = bool(run.labels or run.parent_flow_run_id)
+    if limited:
+        slots.renew(flow_run_id)
     if State(run.state) is State.CANCELLED:
         store.finish_task_run(
             tr_id, flow_run_id, State.CANCELLED, "flow run cancelled", owner=owner
@@ -188,7 +249,7 @@ def node(self: CeleryTask, flow_run_id: str, slug: str) -> dict[str, str]:
             parameters=dict(run.parameters or {}),
             attempt=tr.attempts,
         )
-        with entered(ctx), heartbeat(store, tr_id, owner, lease):
+        with entered(ctx), heartbeat(store, tr_id, owner, lease, flow_run_id if limited else None):
             outcome = run_code(
                 task,
                 gather_inputs(lf.flow.constants.get(task, {}), upstream),
@@ -246,7 +307,19 @@ def finalize(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
         final, message = flow_state(states)
         b.set_flow_run_state(flow_run_id, final, message, expected=[State.RUNNING])
         run = store.get_flow_run(flow_run_id)
+    if run.labels or run.parent_flow_run_id:
+        wake(slots.release(flow_run_id, run.labels))
     return {"flow_run": flow_run_id, "state": run.state}
 
 
-__all__ = ["app", "barrier", "build_canvas", "finalize", "mirror", "node", "start_flow_run"]
+__all__ = [
+    "app",
+    "barrier",
+    "build_canvas",
+    "finalize",
+    "mirror",
+    "node",
+    "release_slots",
+    "start_flow_run",
+    "wake_label",
+]

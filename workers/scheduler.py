@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,7 +62,9 @@ from orchestrator.schedule_slots import (
     DEFAULT_MAX_SKIPPED,
     DEFAULT_WINDOW,
     plan_slots,
+    schedule_hash,
     slot_key,
+    starting_point,
     utc_instant,
 )
 from orchestrator.schedules import Schedule, schedule_from_dict
@@ -71,6 +75,8 @@ log = logging.getLogger(__name__)
 
 #: A run dispatched this much after its nominal time says so in its state message.
 LATE_AFTER = timedelta(seconds=60)
+#: Environment variable overriding the leader lock's lease, in seconds.
+ENV_LEASE_SECONDS = "ORCHESTRATOR_BEAT_LEASE_SECONDS"
 
 Dispatcher = Callable[[str, str], None]
 
@@ -101,6 +107,7 @@ class _Entry:
     project: str
     flow: FlowVersion
     schedule: Schedule
+    schedule_hash: str
 
     @property
     def key(self) -> tuple[int, str]:
@@ -161,8 +168,8 @@ class ScheduleRunner:
         self._leading = False
         self._entries: list[_Entry] | None = None
         self._refreshed_at: datetime | None = None
-        self._marks: dict[tuple[int, str], datetime] = {}
-        self._parsed: dict[str, Schedule] = {}
+        self._marks: dict[tuple[int, str], tuple[datetime, str | None]] = {}
+        self._parsed: dict[str, tuple[Schedule, str]] = {}
         self._broken: set[str] = set()
 
     # --- leadership ----------------------------------------------------------------
@@ -239,42 +246,60 @@ class ScheduleRunner:
             return
         store = self.backends.store
         rows = store.scheduled_flows()
-        marks = store.schedule_marks()
-        before = {e.flow.id for e in self._entries or []}
+        stored = store.schedule_marks()
+        seen_before = self._refreshed_at
+        before = {(e.flow.id, e.schedule_hash) for e in self._entries or []}
         entries = []
         for project, flow in rows:
-            schedule = self._schedule_of(project, flow)
-            if schedule is None:
+            parsed = self._schedule_of(project, flow)
+            if parsed is None:
                 continue
-            entry = _Entry(project, flow, schedule)
+            entry = _Entry(project, flow, *parsed)
             entries.append(entry)
-            mark = marks.get(entry.key)
-            if mark is not None and (entry.key not in self._marks or mark > self._marks[entry.key]):
+            # the newest of what this beat knows and what the database says
+            mark = max(
+                (m for m in (self._marks.get(entry.key), stored.get(entry.key)) if m),
+                key=lambda m: m[0], default=None,
+            )  # fmt: skip
+            start, changed = starting_point(
+                mark=mark[0] if mark else None, mark_hash=mark[1] if mark else None,
+                current_hash=entry.schedule_hash, registered=aware(flow.created) or now,
+                seen_before=seen_before, now=now, window=self.window,
+            )  # fmt: skip
+            if changed:
+                mark = store.advance_schedule_mark(
+                    flow.project_id, flow.name, start, entry.schedule_hash
+                )
+            if mark is not None:
                 self._marks[entry.key] = mark
-            if flow.id not in before:
-                log.info("beat: firing %s version %d: %s", entry.label, flow.version, schedule)
+            if (flow.id, entry.schedule_hash) not in before:
+                log.info("beat: firing %s version %d from %s: %s", entry.label, flow.version,
+                         start.isoformat(), entry.schedule)  # fmt: skip
         self._entries = entries
         self._refreshed_at = now
 
-    def _schedule_of(self, project: str, flow: FlowVersion) -> Schedule | None:
-        """The flow version's schedule (parsed once), or None when it cannot be read."""
-        found = self._parsed.get(flow.id)
-        if found is not None or flow.id in self._broken:
+    def _schedule_of(self, project: str, flow: FlowVersion) -> tuple[Schedule, str] | None:
+        """The flow's schedule and its hash (parsed once), or None when it cannot be read."""
+        raw = flow.schedule or {}
+        key = json.dumps(raw, sort_keys=True, default=str)
+        found = self._parsed.get(key)
+        if found is not None or key in self._broken:
             return found
         try:
-            found = schedule_from_dict(flow.schedule or {})
+            schedule = schedule_from_dict(raw)
         except ScheduleError as exc:
-            self._broken.add(flow.id)
+            self._broken.add(key)
             log.error("beat: ignoring the schedule of %s/%s: %s", project, flow.name, exc)
             return None
-        self._parsed[flow.id] = found
+        found = (schedule, schedule_hash(schedule))
+        self._parsed[key] = found
         return found
 
     def _fire(self, entry: _Entry, now: datetime, report: TickReport) -> None:
         """Create the runs (and skipped records) of one schedule's due slots."""
-        registered = aware(entry.flow.created) or now
-        mark = self._marks.get(entry.key)
-        last_seen = max(mark, registered) if mark is not None else registered
+        known = self._marks.get(entry.key)
+        mark = known[0] if known else None
+        last_seen = mark if mark is not None else aware(entry.flow.created) or now
         plan = plan_slots(
             entry.schedule, last_seen, now,
             window=self.window, max_skipped=self.max_skipped, max_runs=self.max_runs,
@@ -300,10 +325,9 @@ class ScheduleRunner:
             if run_id:
                 report.created.append(run_id)
         if mark is None or plan.handled_until > mark:
-            self.backends.store.advance_schedule_mark(
-                entry.flow.project_id, entry.flow.name, plan.handled_until
+            self._marks[entry.key] = self.backends.store.advance_schedule_mark(
+                entry.flow.project_id, entry.flow.name, plan.handled_until, entry.schedule_hash
             )
-            self._marks[entry.key] = plan.handled_until
 
     def _parameters(self, entry: _Entry) -> dict[str, Any]:
         return resolve_parameters(
@@ -387,7 +411,8 @@ class FlowScheduler(Scheduler):  # type: ignore[misc]
             inject one to drive the scheduler through simulated time.
         **kwargs: ``lease_seconds``, ``refresh_seconds``, ``window``,
             ``max_skipped``, ``max_runs``, ``dispatch_limit``, ``lock_name`` and
-            ``dispatch`` go to :class:`ScheduleRunner`; the rest to Celery.
+            ``dispatch`` go to :class:`ScheduleRunner`; the rest to Celery. The lease
+            defaults to ``ORCHESTRATOR_BEAT_LEASE_SECONDS`` when that is set.
     """
 
     #: Seconds between two ticks.
@@ -408,6 +433,8 @@ class FlowScheduler(Scheduler):  # type: ignore[misc]
     ) -> None:
         self._backends = backends
         self._runner_options = {k: kwargs.pop(k) for k in self._RUNNER_OPTIONS if k in kwargs}
+        if "lease_seconds" not in self._runner_options and os.environ.get(ENV_LEASE_SECONDS):
+            self._runner_options["lease_seconds"] = float(os.environ[ENV_LEASE_SECONDS])
         self._runner: ScheduleRunner | None = None
         self.clock: Callable[[], datetime] = clock or utcnow
         #: What the last tick did (None before the first, or when it failed).

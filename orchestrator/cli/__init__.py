@@ -109,9 +109,9 @@ def main() -> None:
 
 # --- subcommand modules ---------------------------------------------------------
 # Each module lists its commands in COMMANDS; add a module to _MODULES to register it.
-from orchestrator.cli import demo, fleet, flows, runs  # noqa: E402
+from orchestrator.cli import demo, fleet, flows, limits, runs  # noqa: E402
 
-_MODULES = [flows, runs, fleet, demo]
+_MODULES = [flows, runs, fleet, demo, limits]
 
 # >>> Other modules register here (schedules, limits), for example:
 #     from orchestrator.cli import schedules

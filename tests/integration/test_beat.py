@@ -33,7 +33,7 @@ from orchestrator.states import State
 from orchestrator.store import Store, aware, utcnow
 from tests.conftest import DATABASE_ENV, Fleet, _postgres_schema_url
 from tests.flows import scheduled
-from workers.scheduler import FlowScheduler, TickReport, lock_name_for
+from workers.scheduler import ENV_LEASE_SECONDS, FlowScheduler, TickReport, lock_name_for
 
 pytestmark = pytest.mark.integration
 
@@ -345,26 +345,33 @@ def test_a_flow_registered_while_beat_runs_is_picked_up(beat: Beat, project: str
     assert {r.state for r in runs} == {State.SUBMITTED.value}
 
 
-def test_a_new_version_with_another_schedule_replaces_the_old_one(beat: Beat, project: str) -> None:
-    # Given "every-minute" fired once by beat
+def test_a_changed_schedule_replaces_the_old_one_without_backfill(
+    beat: Beat, project: str
+) -> None:
+    # Given "every-minute" fired once by a running beat
     flow = scheduled.every_minute
     slot = next_minute(registered(beat.register(flow, project)))
     clock = Clock(slot + timedelta(seconds=1))
     s = beat.scheduler(clock)
     tick(s)
-    # When a new version of the flow, firing hourly, is registered
+    # When it is registered again with an hourly schedule (same structure: the stored
+    # version's schedule changes in place)
     original = flow.schedule
     try:
         flow.schedule = scheduled.hourly_catchup.schedule
-        hour = next_hour(registered(beat.register(flow, project)))
+        beat.register(flow, project)
     finally:
         flow.schedule = original
-    # Then beat fires the new schedule, and the old one's minutes no longer
+    # Then beat fires the new schedule from when it saw it, and the old one no longer
+    hour = next_hour(clock.now)
     while clock.now < hour + timedelta(minutes=2):
         clock.advance(seconds=30)
         tick(s)
-    # (one run per flow and instant: if the hour is the slot already run, it is that run)
-    assert starts(beat.runs(project, "every-minute")) == sorted({slot, hour})
+    assert starts(beat.runs(project, "every-minute")) == [slot, hour]
+    # and a restarted beat goes on with the new schedule, without backfilling
+    s.close()
+    later = Clock(hour + timedelta(minutes=30))
+    assert tick(beat.scheduler(later)).created == []
 
 
 # --- missed slots -------------------------------------------------------------------------
@@ -509,6 +516,50 @@ def test_schedules_command_lists_next_fire_times_and_pauses(beat: Beat, project:
     assert result.exit_code == 1 and "has no schedule" in result.output
 
 
+class BeatProcess:
+    """``orchestrator beat`` in a process of its own, its output in a file."""
+
+    def __init__(self, env: dict[str, str], folder: Path, name: str) -> None:
+        self.log_path = folder / f"beat-{name}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator.cli", "beat", "--schedule",
+                 str(folder / f"beat-{name}-schedule"), "--pidfile", str(folder / f"beat-{name}.pid")],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def leads(self) -> bool:
+        return "took the leader lock" in self.output
+
+    def check_alive(self) -> None:
+        assert self.proc.poll() is None, f"beat exited with {self.proc.returncode}:\n{self.output}"
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout: float,
+               alive: list[BeatProcess]) -> None:
+    """Poll ``condition`` until it holds, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        for p in alive:
+            p.check_alive()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
 def test_orchestrator_beat_fires_a_schedule_for_real_and_the_runs_execute(
     beat: Beat, project: str, tmp_path: Path
 ) -> None:
@@ -517,32 +568,22 @@ def test_orchestrator_beat_fires_a_schedule_for_real_and_the_runs_execute(
     fleet.start_worker()
     beat.register(scheduled.every_two_seconds, project)
     # When `orchestrator beat` runs
-    log_path = tmp_path / "beat.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "beat", "--schedule",
-             str(tmp_path / "beat-schedule"), "--pidfile", str(tmp_path / "beat.pid")],
-            env=fleet.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = BeatProcess(fleet.env, tmp_path, "only")
     try:
-        deadline = time.monotonic() + 90
-        done: list[FlowRun] = []
-        while time.monotonic() < deadline and len(done) < 2:
-            assert proc.poll() is None, log_path.read_text()
-            done = [r for r in beat.runs(project) if r.state == State.SUCCESS.value]
-            time.sleep(0.5)
+        wait_until(
+            "two scheduled runs to succeed",
+            lambda: len([r for r in beat.runs(project) if r.state == State.SUCCESS.value]) >= 2,
+            90, [proc],
+        )  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{proc.output}\n{fleet.logs()}") from None
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    output = log_path.read_text()
+        proc.stop()
+    output = proc.output
     # Then beat created runs on its own, and the worker ran them to Success
-    assert len(done) >= 2, f"{output}\n{fleet.logs()}"
-    assert "beat firing schedules for Redis" in output and "took the leader lock" in output
+    assert "beat firing schedules for Redis" in output and proc.leads
     runs = beat.runs(project)
+    done = [r for r in runs if r.state == State.SUCCESS.value]
     times = starts(runs)
     assert len(set(times)) == len(times), "a slot got two runs"
     assert all(t.second % 2 == 0 and t.microsecond == 0 for t in times)
@@ -552,3 +593,41 @@ def test_orchestrator_beat_fires_a_schedule_for_real_and_the_runs_execute(
     # and it let go of the leader lock when stopped
     assert not beat.b.redis.exists(lock_name_for(fleet.settings.resolved_database_url()))
     assert datetime.now(UTC) - max(times) < timedelta(minutes=2)
+
+
+def test_killing_the_leading_beat_neither_loses_nor_duplicates_a_slot(
+    beat: Beat, project: str, tmp_path: Path
+) -> None:
+    # Given two beats with a 3 s lease, and a flow scheduled every two seconds
+    lease = 3
+    version = beat.register(scheduled.every_two_seconds, project)
+    env = {**beat.fleet.env, ENV_LEASE_SECONDS: str(lease)}
+    beats = [BeatProcess(env, tmp_path, "one"), BeatProcess(env, tmp_path, "two")]
+    try:
+        wait_until("three scheduled runs", lambda: len(beat.runs(project)) >= 3, 60, beats)
+        # Then one leads and the other stands by
+        leaders = [p for p in beats if p.leads]
+        assert len(leaders) == 1, [p.output for p in beats]
+        leader, standby = leaders[0], next(p for p in beats if p is not leaders[0])
+        # When the leader is killed
+        leader.stop(signal.SIGKILL)
+        killed = utcnow()
+        # Then the standby takes over within the lease (plus a tick or two)
+        wait_until("the standby to take over", lambda: standby.leads, lease + 5, [standby])
+        took_over = time.monotonic()
+        wait_until(
+            "runs after the takeover",
+            lambda: len([t for t in starts(beat.runs(project)) if t > killed]) >= 3, 30, [standby],
+        )  # fmt: skip
+        assert time.monotonic() - took_over < 30
+    finally:
+        for p in beats:
+            p.stop()
+    # Then every slot since the registration has exactly one run: none lost, none twice
+    runs = beat.runs(project)
+    times = starts(runs)
+    first = registered(version).replace(microsecond=0) + timedelta(seconds=1)
+    first += timedelta(seconds=first.second % 2)
+    assert times == [first + timedelta(seconds=2 * i) for i in range(len(times))]
+    # (the slots that passed while no beat led ran late or were recorded as skipped)
+    assert all("missed" in (r.message or "") for r in runs if r.state == State.SKIPPED.value)

@@ -9,7 +9,7 @@ import pendulum
 import pytest
 
 from orchestrator.errors import ScheduleError
-from orchestrator.schedule_slots import plan_slots, slot_key
+from orchestrator.schedule_slots import plan_slots, schedule_hash, slot_key, starting_point
 from orchestrator.schedules import CronSchedule, IntervalSchedule
 
 NY = "US/Eastern"
@@ -214,6 +214,57 @@ def test_an_interval_schedule_ending_mid_downtime_with_catchup() -> None:
     )
     plan = plan_slots(s, utc(2026, 1, 5, 0, 10), utc(2026, 1, 5, 2))
     assert plan.run == (utc(2026, 1, 5, 0, 20), utc(2026, 1, 5, 0, 40), utc(2026, 1, 5, 1))
+
+
+# --- where the bookmark starts ---------------------------------------------------------------
+
+
+def _start(**kw: object) -> tuple[datetime, bool]:
+    base: dict[str, object] = {
+        "mark": None, "mark_hash": None, "current_hash": "h1",
+        "registered": utc(2026, 1, 5, 8), "seen_before": None, "now": utc(2026, 1, 5, 12),
+    }
+    base.update(kw)
+    return starting_point(**base)  # type: ignore[arg-type]
+
+
+def test_an_unchanged_schedule_goes_on_from_its_bookmark() -> None:
+    assert _start(mark=utc(2026, 1, 5, 11), mark_hash="h1") == (utc(2026, 1, 5, 11), False)
+
+
+def test_a_flow_beat_never_fired_starts_at_its_registration() -> None:
+    # Given a flow registered at 08:00 while beat was down, and beat starting at 12:00
+    start, write = _start()
+    # Then its slots count from its registration (so a 09:30 slot runs, late)
+    assert (start, write) == (utc(2026, 1, 5, 8), True)
+    # but never more than one window back
+    assert _start(registered=utc(2025, 6, 1))[0] == utc(2026, 1, 4, 12)
+
+
+def test_a_schedule_added_while_beat_runs_starts_when_beat_last_looked() -> None:
+    # Given a flow registered long ago, given a schedule in place while beat ran
+    start, _ = _start(registered=utc(2025, 6, 1), seen_before=utc(2026, 1, 5, 11, 59, 55))
+    # Then nothing before beat's previous read counts as missed
+    assert start == utc(2026, 1, 5, 11, 59, 55)
+
+
+def test_a_changed_schedule_starts_when_beat_sees_the_change() -> None:
+    mark = utc(2026, 1, 5, 9, 0, 1)
+    # seen by a running beat: from its previous read
+    assert _start(mark=mark, mark_hash="h0", seen_before=utc(2026, 1, 5, 11, 59, 55)) == (
+        utc(2026, 1, 5, 11, 59, 55), True
+    )
+    # seen by a beat that just started: from now, no backfill of the new schedule
+    assert _start(mark=mark, mark_hash="h0") == (utc(2026, 1, 5, 12), True)
+
+
+def test_the_schedule_hash_changes_with_any_field() -> None:
+    s = CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 1))
+    assert schedule_hash(s) == schedule_hash(CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 1)))
+    assert schedule_hash(s) != schedule_hash(CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 2)))
+    assert schedule_hash(s) != schedule_hash(
+        CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 1), catchup=True)
+    )
 
 
 # --- keys and bad input ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("flow_name", sa.String(length=200), nullable=False),
         sa.Column("handled_until", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("schedule_hash", sa.String(length=64), nullable=True),
         sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"]),
         sa.PrimaryKeyConstraint("project_id", "flow_name"),

@@ -1,0 +1,69 @@
+"""Reading and changing flow concurrency limits (per label) from the client side.
+
+The limits and the slots live in Redis (see ``workers/limits.py`` for how runs take
+and give back slots); changing a limit wakes the runs waiting for that label."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import redis
+
+from orchestrator import constants
+from orchestrator.errors import ConcurrencyLimitError
+
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
+
+
+def check_label(label: object) -> str:
+    """Return ``label`` if it is a valid label, else raise ConcurrencyLimitError."""
+    if not isinstance(label, str) or not _LABEL.match(label):
+        raise ConcurrencyLimitError(
+            f"invalid label {label!r}: use 1-100 letters, digits, '_', '.', ':', '/' or '-'"
+        )
+    return label
+
+
+@dataclass(frozen=True)
+class LimitInfo:
+    """A label's limit and how its slots are used right now."""
+
+    label: str
+    limit: int
+    used: int
+    waiting: int
+
+    @property
+    def free(self) -> int:
+        """Slots free now."""
+        return max(0, self.limit - self.used)
+
+
+def set_limit(client: redis.Redis, label: str, slots: int) -> None:
+    """Allow at most ``slots`` running flow runs carrying ``label``."""
+    check_label(label)
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 0:
+        raise ConcurrencyLimitError(
+            f"limit for label {label!r} must be a whole number >= 0, got {slots!r}"
+        )
+    client.hset(constants.LIMITS, label, slots)
+
+
+def delete_limit(client: redis.Redis, label: str) -> bool:
+    """Remove a label's limit; returns False when it had none."""
+    check_label(label)
+    return bool(client.hdel(constants.LIMITS, label))
+
+
+def list_limits(client: redis.Redis) -> list[LimitInfo]:
+    """Every limit, with the slots in use (live leases) and the runs waiting."""
+    now = int(time.time() * 1000)
+    out = []
+    for raw_label, raw_limit in sorted(client.hgetall(constants.LIMITS).items()):
+        label = raw_label.decode()
+        used = int(client.zcount(constants.SLOTS + label, now, "+inf"))
+        waiting = int(client.zcard(constants.WAITING + label))
+        out.append(LimitInfo(label, int(raw_limit), used, waiting))
+    return out

@@ -1,0 +1,201 @@
+"""Flower, started for real by ``orchestrator flower`` next to the fleet's workers,
+read through its HTTP API with basic auth."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import State
+from tests.conftest import Fleet
+from tests.flows import deploy
+from tests.integration.helpers import run_and_wait
+
+USER, PASSWORD = "watcher", "s3cret-pw"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class FlowerProcess:
+    """A running Flower and how to ask it things."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    log_path: Path
+
+    def get(self, path: str, auth: tuple[str, str] | None = (USER, PASSWORD)) -> Any:
+        """GET ``path`` and decode the JSON answer (HTTPError on a non-2xx status)."""
+        request = urllib.request.Request(self.base + path)
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
+
+    def status(self, path: str, auth: tuple[str, str] | None = None) -> int:
+        """The HTTP status of GET ``path``."""
+        try:
+            self.get(path, auth)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        return 200
+
+    def log(self) -> str:
+        """What Flower printed."""
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def start_flower(env: dict[str, str], log_path: Path, *args: str) -> FlowerProcess:
+    """Start ``orchestrator flower`` with ``args`` and wait until it answers."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "orchestrator.cli", "flower", "--port", str(port)]
+    cmd += ["--address", "127.0.0.1", *args]
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    flower = FlowerProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"flower exited with {proc.returncode}:\n{flower.log()}")
+        try:
+            if flower.get("/healthcheck") == "OK":
+                return flower
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    stop_flower(flower)
+    raise AssertionError(f"flower did not answer in 60 s:\n{flower.log()}")
+
+
+def stop_flower(flower: FlowerProcess) -> None:
+    """Stop Flower (SIGTERM, then SIGKILL of its process group)."""
+    if flower.proc.poll() is None:
+        flower.proc.send_signal(signal.SIGTERM)
+        try:
+            flower.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(flower.proc.pid, signal.SIGKILL)
+            flower.proc.wait(5)
+
+
+@pytest.fixture()
+def flower(fleet: Fleet, tmp_path: Path) -> Iterator[FlowerProcess]:
+    """Flower with basic auth on a free loopback port, watching the fleet."""
+    env = {k: v for k, v in fleet.env.items() if not k.startswith("FLOWER_")}
+    f = start_flower(env, tmp_path / "flower.log", "--basic-auth", f"{USER}:{PASSWORD}")
+    try:
+        yield f
+    finally:
+        stop_flower(f)
+
+
+def wait_for(what: str, probe: Any, timeout: float = 30, flower: FlowerProcess | None = None) -> Any:
+    """Call ``probe`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"{what} did not happen in {timeout:g}s" + (f"\n{flower.log()}" if flower else ""))
+
+
+def test_flower_lists_workers_and_readable_node_tasks(
+    fleet: Fleet, project: str, flower: FlowerProcess
+) -> None:
+    # Given Flower with basic auth, next to the fleet's two workers
+    hostnames = {w.hostname for w in fleet.workers}
+    workers = wait_for(
+        "the workers in /api/workers",
+        lambda: hostnames <= set(flower.get("/api/workers?refresh=1")),
+        flower=flower,
+    )
+    assert workers
+    # ... whose event stream Flower follows (worker heartbeats reach it)
+    wait_for(
+        "worker heartbeats in /api/workers?status=1",
+        lambda: hostnames <= {n for n, alive in flower.get("/api/workers?status=1").items() if alive},
+        flower=flower,
+    )
+    # When a flow A -> (B, C) -> D runs on the fleet
+    fleet.client.register(deploy.watched, project)
+    info = run_and_wait(fleet, "watched", project)
+    assert info.state is State.SUCCESS, info.message
+
+    # Then Flower lists its node tasks by their readable names, with the flow run
+    # id in their arguments, in state SUCCESS, on the fleet's workers
+    def node_tasks() -> dict[str, dict[str, Any]]:
+        tasks = flower.get("/api/tasks")
+        mine = {t["name"]: t for t in tasks.values() if info.id in (t.get("args") or "")}
+        wanted = {f"watched/{slug}" for slug in "ABCD"}
+        done = {n for n, t in mine.items() if t.get("state") == "SUCCESS"}
+        return mine if wanted <= done else {}
+
+    mine = wait_for("the node tasks in /api/tasks", node_tasks, flower=flower)
+    for slug in "ABCD":
+        task = mine[f"watched/{slug}"]
+        assert task["state"] == "SUCCESS"
+        assert info.id in task["args"] and repr(slug) in task["args"]
+        assert task["worker"] in hostnames
+    # the finalizer is named after the flow too; no node shows Celery's internal name
+    assert "watched/finalize" in mine
+    assert not [n for n in mine if n.startswith("orchestrator.")], sorted(mine)
+    # and Flower's task-name filter finds a node by its readable name
+    by_name = flower.get("/api/tasks?taskname=watched/B")
+    assert [t["args"] for t in by_name.values() if info.id in t["args"]]
+
+
+def test_flower_refuses_requests_without_credentials(flower: FlowerProcess) -> None:
+    # Given Flower started with --basic-auth
+    # Then the API and the pages answer 401 without credentials or with wrong ones
+    assert flower.status("/api/workers") == 401
+    assert flower.status("/api/tasks") == 401
+    assert flower.status("/tasks") == 401
+    assert flower.status("/api/tasks", auth=(USER, "wrong")) == 401
+    # and 200 with the right ones
+    assert flower.status("/api/tasks", auth=(USER, PASSWORD)) == 200
+
+
+def test_orchestrator_flower_refuses_to_start_without_auth(fleet: Fleet) -> None:
+    env = {k: v for k, v in fleet.env.items() if not k.startswith("FLOWER_")}
+    base = [sys.executable, "-m", "orchestrator.cli", "flower", "--port", str(free_port())]
+    # no auth at all
+    out = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "--basic-auth" in out.stderr and "Traceback" not in out.stderr
+    # --unauthenticated on a non-loopback address
+    out = subprocess.run(
+        [*base, "--unauthenticated", "--address", "0.0.0.0"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "refusing" in out.stderr and "0.0.0.0" in out.stderr
+    # a malformed --basic-auth
+    out = subprocess.run(
+        [*base, "--basic-auth", "nopassword"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1 and "USER:PASSWORD" in out.stderr
