@@ -82,7 +82,7 @@ def _sigterm(_signo: int, _frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     signal.signal(signal.SIGTERM, _sigterm)
     rows: list[Row] = []
     problems: list[str] = []
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for number in args.case_list:
             title, run = CASES[number]
-            console.log(f"case {number}: {title}")
+            console.log(f"case {number}: {title}", markup=False)
             t0 = time.monotonic()
             deadline = Deadline.after(args.case_timeout)
             try:

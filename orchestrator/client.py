@@ -254,7 +254,7 @@ class Client:
         pubsub = None
         try:
             try:
-                pubsub = self.backends.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub = self.backends.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 pubsub.subscribe(constants.FLOW_RUN_CHANNEL.format(id=flow_run_id))
             except redis.RedisError:
                 pubsub = None

