@@ -21,7 +21,7 @@ from orchestrator.errors import (
     SerializationError,
     TaskRunNotFound,
 )
-from orchestrator.flow import Edge, Flow
+from orchestrator.flow import Edge, Flow, flatten, unmapped
 
 # Schedules
 from orchestrator.schedules import CronSchedule, IntervalSchedule
@@ -64,7 +64,9 @@ __all__ = [
     "TaskRunInfo",
     "TaskRunNotFound",
     "TaskRunState",
+    "flatten",
     "task",
+    "unmapped",
 ]
 
 __version__ = "0.1.0"

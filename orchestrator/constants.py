@@ -8,6 +8,7 @@ NODE = "orchestrator.node"
 MIRROR = "orchestrator.mirror"
 FINALIZE = "orchestrator.finalize"
 BARRIER = "orchestrator.barrier"
+COLLECT_MAP = "orchestrator.collect_map"
 RELEASE_SLOTS = "orchestrator.release_slots"
 WAKE_LABEL = "orchestrator.wake_label"
 

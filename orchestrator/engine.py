@@ -37,6 +37,8 @@ class Upstream:
     key: str | None
     state: State
     result: Any = None
+    mapped: bool = False
+    flatten: bool = False
 
 
 @dataclass
@@ -199,3 +201,81 @@ def mirror_outcome(
         message += f": {child_message}"
     result = {"flow_run_id": child_id, "state": child_state.value, "task_results": task_results}
     return mirrored, message, result
+
+
+# --- mapping -------------------------------------------------------------------------
+
+
+class MapError(Exception):
+    """Raised when a mapped argument is not a list (the message names task and argument)."""
+
+
+def mapped_lists(
+    task: Task, constants: Mapping[str, Any], modes: Mapping[str, str], upstream: Sequence[Upstream]
+) -> dict[str, list[Any]]:
+    """The lists a mapped task maps over, by argument name (flattened where asked)."""
+    sources: list[tuple[str, Any, bool, str]] = [
+        (key, constants[key], modes[key] == "flatten", "constant") for key in modes
+    ]
+    sources += [
+        (u.key, u.result, u.flatten, f"task {u.slug!r}") for u in upstream if u.mapped and u.key
+    ]
+    lists: dict[str, list[Any]] = {}
+    for key, value, flat, origin in sources:
+        if not isinstance(value, list | tuple):
+            raise MapError(
+                f"task {task.slug!r} maps over argument {key!r}, but {origin} gave "
+                f"{type(value).__name__}, not a list"
+            )
+        if flat:
+            items: list[Any] = []
+            for part in value:
+                if not isinstance(part, list | tuple):
+                    raise MapError(
+                        f"task {task.slug!r}: flatten({key}) needs a list of lists, found "
+                        f"{type(part).__name__} in it"
+                    )
+                items.extend(part)
+            value = items
+        lists[key] = list(value)
+    if not lists:
+        raise MapError(f"task {task.slug!r} is mapped but has no mapped argument")
+    return lists
+
+
+def map_width(lists: Mapping[str, list[Any]]) -> int:
+    """How many children a mapped task has: the length of its shortest mapped list."""
+    return min((len(v) for v in lists.values()), default=0)
+
+
+def element_upstream(
+    upstream: Sequence[Upstream],
+    element: Mapping[str, Any],
+    element_states: Mapping[str, State],
+) -> list[Upstream]:
+    """The upstream one child of a mapped task sees: mapped edges carry that child's
+    element, and the state of the matching child of a mapped upstream."""
+    out = []
+    for u in upstream:
+        if u.mapped and u.key is not None:
+            out.append(Upstream(u.slug, u.key, element_states.get(u.slug, u.state), element[u.key]))
+        else:
+            out.append(u)
+    return out
+
+
+def mapped_outcome(children: Sequence[tuple[State, Any]]) -> Outcome:
+    """A mapped task's own outcome from its children's states and results, in order."""
+    states = [s for s, _ in children]
+    results = [r for _, r in children]
+    if any(s is State.CANCELLED for s in states):
+        return Outcome(State.CANCELLED, results, "a mapped child was cancelled")
+    failed = [i for i, s in enumerate(states) if s.is_failed]
+    if failed:
+        shown = ", ".join(str(i) for i in failed[:10])
+        return Outcome(
+            State.FAILED,
+            results,
+            f"{len(failed)} of {len(states)} mapped children failed (index {shown})",
+        )
+    return Outcome(State.SUCCESS, results, f"mapped over {len(states)} elements")

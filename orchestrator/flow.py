@@ -27,11 +27,31 @@ _active: ContextVar[list[Flow] | None] = ContextVar("orchestrator_active_flow", 
 
 @dataclass(frozen=True)
 class Edge:
-    """``upstream`` runs before ``downstream``; with a ``key``, its result is that argument."""
+    """``upstream`` runs before ``downstream``; with a ``key``, its result is that argument.
+
+    For a mapped ``downstream``, a ``mapped`` edge hands it one element of the
+    upstream's list per child run (``flatten``: of the concatenated list of lists).
+    """
 
     upstream: Task
     downstream: Task
     key: str | None = None
+    mapped: bool = False
+    flatten: bool = False
+
+
+class unmapped:
+    """Wrap an argument of ``task.map(...)`` that is passed whole to every child."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class flatten:
+    """Wrap an argument of ``task.map(...)`` that is a list of lists, to map over its items."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class Flow:
@@ -63,6 +83,9 @@ class Flow:
         self.tasks: dict[Task, None] = {}  # insertion-ordered set
         self.edges: list[Edge] = []
         self.constants: dict[Task, dict[str, Any]] = {}
+        #: mapped tasks, and how each of their constants is mapped ("mapped" or "flatten")
+        self.mapped: set[Task] = set()
+        self.constant_modes: dict[Task, dict[str, str]] = {}
         self._slugs: dict[str, Task] = {}
         self._reference: list[Task] | None = None
         self._chosen_slugs: set[Task] = set()  # tasks whose slug the user chose
@@ -148,7 +171,14 @@ class Flow:
             n += 1
         return f"{slug}-{n}"
 
-    def add_edge(self, upstream: Any, downstream: Task, key: str | None = None) -> Edge:
+    def add_edge(
+        self,
+        upstream: Any,
+        downstream: Task,
+        key: str | None = None,
+        mapped: bool = False,
+        flatten: bool = False,
+    ) -> Edge:
         """Add an edge; refuse cycles, unknown keys and a key bound twice."""
         if not isinstance(upstream, Task):
             raise FlowValidationError(
@@ -174,7 +204,7 @@ class Flow:
             raise FlowValidationError(
                 f"flow {self.name!r}: edge {upstream.slug!r} -> {downstream.slug!r} makes a cycle"
             )
-        edge = Edge(upstream, downstream, key)
+        edge = Edge(upstream, downstream, key, mapped, flatten)
         if edge not in self.edges:
             self.edges.append(edge)
         return edge
@@ -185,19 +215,38 @@ class Flow:
         upstream_tasks: Iterable[Any] | None = None,
         downstream_tasks: Iterable[Any] | None = None,
         keyword_tasks: dict[str, Any] | None = None,
+        mapped: bool = False,
     ) -> None:
-        """Add ``task`` with its ordering edges, data edges and constants."""
+        """Add ``task`` with its ordering edges, data edges and constants.
+
+        With ``mapped``, every argument not wrapped in :class:`unmapped` is mapped over.
+        """
         self.add_task(task)
+        if mapped:
+            self.mapped.add(task)
         for up in upstream_tasks or ():
             self.add_edge(up, task)
         for down in downstream_tasks or ():
             self.add_edge(task, down)
         for key, value in (keyword_tasks or {}).items():
+            mode = "mapped" if mapped else "whole"
+            if isinstance(value, unmapped):
+                value, mode = value.value, "whole"
+            elif isinstance(value, flatten):
+                value, mode = value.value, "flatten"
+            if mode != "whole" and not mapped:
+                raise FlowValidationError(
+                    f"task {task.name!r}: flatten() only applies to arguments of task.map()"
+                )
             if isinstance(value, Task):
-                self.add_edge(value, task, key=key)
+                self.add_edge(
+                    value, task, key=key, mapped=mode != "whole", flatten=mode == "flatten"
+                )
             else:
                 task.check_argument(key)
                 self.constants.setdefault(task, {})[key] = value
+                if mode != "whole":
+                    self.constant_modes.setdefault(task, {})[key] = mode
 
     def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
         """Choose which tasks' states decide the flow's state."""
@@ -315,11 +364,15 @@ class Flow:
                     "timeout": t.timeout,
                     "skip_on_upstream_skip": t.skip_on_upstream_skip,
                     "constants": _jsonish(self.constants.get(t, {})),
+                    "mapped": t in self.mapped,
+                    "constant_modes": self.constant_modes.get(t, {}),
                     "options": _jsonish(getattr(t, "structure_options", lambda: {})()),
                 }
             )
         edges = sorted(
-            [e.upstream.slug or "", e.downstream.slug or "", e.key or ""] for e in self.edges
+            [e.upstream.slug or "", e.downstream.slug or "", e.key or ""]
+            + (["flatten" if e.flatten else "mapped"] if e.mapped else [])
+            for e in self.edges
         )
         return {
             "name": self.name,

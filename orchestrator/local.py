@@ -10,12 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.context import RunContext, entered
 from orchestrator.engine import (
+    MapError,
     Outcome,
     TaskTimedOut,
     Upstream,
     check_upstream,
+    element_upstream,
     flow_state,
     gather_inputs,
+    map_width,
+    mapped_lists,
+    mapped_outcome,
     run_code,
 )
 from orchestrator.parameters import resolve_parameters
@@ -71,39 +76,86 @@ def run_flow(
     flow.validate()
     values = resolve_parameters(flow.name, [p.declaration() for p in flow.parameters()], parameters)
     states: dict[Task, TaskRunState] = {}
-    for task in flow.sorted_tasks():
-        upstream = [
-            Upstream(
-                e.upstream.slug or "", e.key, states[e.upstream].state, states[e.upstream].result
-            )
-            for e in flow.upstream_edges(task)
-        ]
+    children: dict[Task, list[TaskRunState]] = {}
+
+    def attempt(
+        task: Task, constants: dict[str, Any], upstream: list[Upstream], index: int
+    ) -> TaskRunState:
         outcome = check_upstream(task, upstream)
-        attempt = 0
+        tries = 0
         while outcome is None or outcome.state is State.RETRYING:
             if outcome is not None and outcome.retry_in:
                 time.sleep(outcome.retry_in)
-            attempt += 1
+            tries += 1
             ctx = RunContext(
                 flow_run_id=flow_run_id,
                 flow_name=flow.name,
                 task_slug=task.slug or task.name,
+                map_index=index,
                 parameters=values,
-                attempt=attempt,
+                attempt=tries,
                 local=True,
             )
             with entered(ctx):
                 outcome = run_code(
                     task,
-                    gather_inputs(flow.constants.get(task, {}), upstream),
-                    attempt,
+                    gather_inputs(constants, upstream),
+                    tries,
                     call=_with_timeout(task.timeout),
                 )
             if outcome.wait_for is not None:
                 outcome = (on_wait or _run_child_here)(task, outcome.wait_for.flow_run_id)
-        states[task] = TaskRunState(outcome.state, outcome.result, outcome.message, attempt)
+        return TaskRunState(outcome.state, outcome.result, outcome.message, tries)
+
+    for task in flow.sorted_tasks():
+        upstream = [
+            Upstream(e.upstream.slug or "", e.key, states[e.upstream].state,
+                     states[e.upstream].result, e.mapped, e.flatten)
+            for e in flow.upstream_edges(task)
+        ]  # fmt: skip
+        constants = flow.constants.get(task, {})
+        if task not in flow.mapped:
+            states[task] = attempt(task, constants, upstream, -1)
+            continue
+        states[task], children[task] = _run_mapped(
+            flow, task, constants, upstream, children, attempt
+        )
     final, message = flow_state({t.slug or "": states[t].state for t in flow.reference_tasks()})
     return FlowRunState(final, message, states)
+
+
+def _run_mapped(
+    flow: Flow,
+    task: Task,
+    constants: dict[str, Any],
+    upstream: list[Upstream],
+    children: dict[Task, list[TaskRunState]],
+    attempt: Callable[[Task, dict[str, Any], list[Upstream], int], TaskRunState],
+) -> tuple[TaskRunState, list[TaskRunState]]:
+    """Run a mapped task: one child per element, then its own state from theirs."""
+    by_slug = {t.slug: t for t in children}
+    whole = [u for u in upstream if not (u.mapped and u.slug in by_slug)]
+    stop = check_upstream(task, whole)
+    if stop is not None:
+        return TaskRunState(stop.state, None, stop.message), []
+    modes = flow.constant_modes.get(task, {})
+    try:
+        lists = mapped_lists(task, constants, modes, upstream)
+    except MapError as exc:
+        return TaskRunState(State.FAILED, None, str(exc)), []
+    runs: list[TaskRunState] = []
+    for i in range(map_width(lists)):
+        element = {k: v[i] for k, v in lists.items()}
+        element_states = {
+            u.slug: children[by_slug[u.slug]][i].state
+            for u in upstream
+            if u.mapped and u.slug in by_slug and i < len(children[by_slug[u.slug]])
+        }
+        ups = element_upstream(upstream, element, element_states)
+        consts = {k: element[k] if k in modes else v for k, v in constants.items()}
+        runs.append(attempt(task, consts, ups, i))
+    outcome = mapped_outcome([(r.state, r.result) for r in runs])
+    return TaskRunState(outcome.state, outcome.result, outcome.message, 1), runs
 
 
 def _run_child_here(task: Task, flow_run_id: str) -> Outcome:

@@ -10,9 +10,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import CursorResult, Engine, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, defer, sessionmaker
@@ -25,8 +36,19 @@ from orchestrator.errors import (
     FlowRunNotFound,
     ScheduleError,
 )
-from orchestrator.models import FlowRun, FlowVersion, Project, ScheduleMark, StateEvent, TaskRun
+from orchestrator.models import (
+    FlowRun,
+    FlowVersion,
+    Project,
+    ScheduleMark,
+    StateEvent,
+    TaskRun,
+    TaskRunLog,
+)
 from orchestrator.states import State, states_before
+
+if TYPE_CHECKING:
+    from orchestrator.logcapture import LogLine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 RUN_NAMESPACE = uuid.UUID("6f1c2a8e-5b8e-4c1e-9f0a-3d2b7c4e5a10")
@@ -512,6 +534,53 @@ class Store:
             if slugs is not None:
                 q = q.where(TaskRun.slug.in_(list(slugs)))
             return list(s.scalars(q.order_by(TaskRun.start_time, TaskRun.slug)).all())
+
+    def task_runs_by_id(self, ids: Sequence[str]) -> dict[str, TaskRun]:
+        """Task runs by id (ids that do not exist are left out)."""
+        if not ids:
+            return {}
+        with self.reading() as s:
+            return {t.id: t for t in s.scalars(select(TaskRun).where(TaskRun.id.in_(list(ids))))}
+
+    def start_mapped_task_run(
+        self, task_run_id_: str, flow_run_id: str, slug: str, name: str, width: int, owner: str
+    ) -> None:
+        """Insert a mapped task's children (Pending) and let go of the parent's lease:
+        the parent stays Running until ``collect_map`` records it, and is not claimed again."""
+        now = utcnow()
+        with self.writing() as s:
+            have = set(
+                s.scalars(
+                    select(TaskRun.map_index).where(
+                        TaskRun.flow_run_id == flow_run_id, TaskRun.slug == slug,
+                        TaskRun.map_index >= 0,
+                    )
+                ).all()
+            )  # fmt: skip
+            rows = [
+                {
+                    "id": task_run_id(flow_run_id, slug, i),
+                    "flow_run_id": flow_run_id,
+                    "slug": slug,
+                    "map_index": i,
+                    "name": name,
+                    "state": State.PENDING.value,
+                    "attempts": 0,
+                }
+                for i in range(width)
+                if i not in have
+            ]
+            if rows:
+                s.execute(insert(TaskRun), rows)
+            s.execute(
+                update(TaskRun)
+                .where(TaskRun.id == task_run_id_, TaskRun.lease_owner == owner)
+                .values(message=f"mapped over {width} elements", lease_owner=None,
+                        lease_until=None)
+            )  # fmt: skip
+            s.add(StateEvent(flow_run_id=flow_run_id, task_run_id=task_run_id_,
+                             state=State.RUNNING.value, message=f"mapped over {width}",
+                             timestamp=now))  # fmt: skip
 
     def get_task_run(self, task_run_id: str) -> TaskRun | None:
         """A task run by id."""

@@ -176,11 +176,34 @@ class Task:
         new.bind(*args, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
         return new
 
+    def map(
+        self,
+        *args: Any,
+        upstream_tasks: Iterable[Any] | None = None,
+        flow: Flow | None = None,
+        task_args: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Task:
+        """Bind a mapped copy: one child run per element of the mapped arguments.
+
+        Every argument is mapped over (a list, or an upstream task returning one)
+        unless wrapped in :class:`~orchestrator.flow.unmapped`; wrap a list of
+        lists in :class:`~orchestrator.flow.flatten` to map over its items.
+        Arguments of unequal length map over the shortest.
+
+        Returns:
+            The bound copy; its result is the list of its children's results.
+        """
+        new = self.copy(**(task_args or {}))
+        new.bind(*args, upstream_tasks=upstream_tasks, flow=flow, mapped=True, **kwargs)
+        return new
+
     def bind(
         self,
         *args: Any,
         upstream_tasks: Iterable[Any] | None = None,
         flow: Flow | None = None,
+        mapped: bool = False,
         **kwargs: Any,
     ) -> Task:
         """Bind this very task (not a copy) into a flow with the given arguments."""
@@ -192,7 +215,9 @@ class Task:
                 f"task {self.name!r} was called outside a flow; use it inside `with Flow(...)`"
             )
         call_args = self._call_arguments(args, kwargs)
-        target.set_dependencies(self, upstream_tasks=upstream_tasks, keyword_tasks=call_args)
+        target.set_dependencies(
+            self, upstream_tasks=upstream_tasks, keyword_tasks=call_args, mapped=mapped
+        )
         return self
 
     def set_upstream(self, task: Any, key: str | None = None, flow: Flow | None = None) -> None:

@@ -23,8 +23,10 @@ class LoadedFlow:
 
     version: FlowVersion
     flow: Flow
-    upstream: dict[str, list[tuple[str, str | None]]]  # slug -> [(upstream slug, key)]
+    upstream: dict[str, list[tuple[str, str | None, bool, bool]]]
+    """slug -> [(upstream slug, key, mapped, flatten)]"""
     reference: list[str]
+    mapped: frozenset[str]
 
     def task(self, slug: str) -> Task:
         """The task with this slug."""
@@ -63,10 +65,15 @@ def loaded(store: Store, flow_id: str) -> LoadedFlow:
             raise FlowLoadError(
                 f"{version.import_ref} holds flow {flow.name!r}, not {version.name!r}"
             )
-        upstream: dict[str, list[tuple[str, str | None]]] = {t.slug or "": [] for t in flow.tasks}
+        upstream: dict[str, list[tuple[str, str | None, bool, bool]]] = {
+            t.slug or "": [] for t in flow.tasks
+        }
         for e in flow.edges:
-            upstream[e.downstream.slug or ""].append((e.upstream.slug or "", e.key))
+            upstream[e.downstream.slug or ""].append(
+                (e.upstream.slug or "", e.key, e.mapped, e.flatten)
+            )
         reference = [t.slug or "" for t in flow.reference_tasks()]
-        found = LoadedFlow(version, flow, upstream, reference)
+        mapped = frozenset(t.slug or "" for t in flow.mapped)
+        found = LoadedFlow(version, flow, upstream, reference, mapped)
         _cache[flow_id] = found
         return found

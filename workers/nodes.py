@@ -18,18 +18,23 @@ from collections.abc import Iterator
 from typing import Any
 
 from celery import Task as CeleryTask
-from celery import chain
+from celery import chain, chord
 from celery.canvas import Signature
 from celery.exceptions import SoftTimeLimitExceeded
 
 from orchestrator import constants
 from orchestrator.context import RunContext, entered
 from orchestrator.engine import (
+    MapError,
     Outcome,
     Upstream,
     check_upstream,
+    element_upstream,
     flow_state,
     gather_inputs,
+    map_width,
+    mapped_lists,
+    mapped_outcome,
     mirror_outcome,
     run_code,
 )
@@ -54,14 +59,23 @@ def recorded(tr: TaskRun) -> dict[str, str]:
     return {"task_run": tr.id, "state": tr.state}
 
 
-def node_signature(lf: LoadedFlow, flow_run_id: str, slug: str) -> Signature:
-    """The immutable signature of one node, named ``flow/slug`` for Flower and logs."""
+def node_signature(
+    lf: LoadedFlow,
+    flow_run_id: str,
+    slug: str,
+    map_index: int = -1,
+    element: dict[str, Any] | None = None,
+) -> Signature:
+    """The immutable signature of one node, named ``flow/slug`` (``flow/slug[i]`` for
+    a mapped child, which carries its element of the mapped arguments)."""
     task = lf.task(slug)
-    options: dict[str, Any] = {"shadow": f"{lf.version.name}/{slug}", "queue": b.settings.queue}
+    name = f"{lf.version.name}/{slug}" + (f"[{map_index}]" if map_index >= 0 else "")
+    options: dict[str, Any] = {"shadow": name, "queue": b.settings.queue}
     if task.timeout:
         options["soft_time_limit"] = task.timeout
         options["time_limit"] = task.timeout + 10
-    return app.signature(constants.NODE, args=(flow_run_id, slug), immutable=True, **options)
+    args = (flow_run_id, slug) if map_index < 0 else (flow_run_id, slug, map_index, element)
+    return app.signature(constants.NODE, args=args, immutable=True, **options)
 
 
 def build_canvas(flow_run_id: str) -> Signature | None:
@@ -85,7 +99,7 @@ def build_canvas(flow_run_id: str) -> Signature | None:
     if not slugs:
         return finalize_sig
     node_set = set(slugs)
-    edges = [(up, slug) for slug in slugs for up, _ in lf.upstream[slug] if up in node_set]
+    edges = [(up, slug) for slug in slugs for up, *_ in lf.upstream[slug] if up in node_set]
     plan = compile_dag(slugs, edges)
     body = to_signature(
         plan,
@@ -186,11 +200,13 @@ def heartbeat(
         stop.set()
 
 
-def _splice_child(self: CeleryTask, flow_run_id: str, slug: str, tr_id: str, child_id: str) -> None:
+def _splice_child(
+    self: CeleryTask, flow_run_id: str, slug: str, map_index: int, child_id: str
+) -> None:
     """Replace this node with the child run's canvas followed by ``mirror``."""
     mirror_sig = app.signature(
         constants.MIRROR,
-        args=(flow_run_id, slug, child_id),
+        args=(flow_run_id, slug, child_id, map_index),
         immutable=True,
         shadow=f"{slug}/mirror",
         queue=b.settings.queue,
@@ -210,10 +226,19 @@ def _splice_child(self: CeleryTask, flow_run_id: str, slug: str, tr_id: str, chi
 
 
 @app.task(name=constants.NODE, bind=True, max_retries=None)
-def node(self: CeleryTask, flow_run_id: str, slug: str) -> dict[str, str]:
-    """Run one task run of a flow run and return its recorded state."""
+def node(
+    self: CeleryTask,
+    flow_run_id: str,
+    slug: str,
+    map_index: int = -1,
+    element: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """Run one task run of a flow run and return its recorded state.
+
+    A mapped task's own node maps: it records its children and replaces itself with
+    a chord of one node per element, closed by ``collect_map``."""
     store = b.store
-    tr_id = task_run_id(flow_run_id, slug)
+    tr_id = task_run_id(flow_run_id, slug, map_index)
     owner = f"{HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     lease = b.settings.lease_seconds
     claim = store.claim_task_run(tr_id, flow_run_id, owner, lease, f"{HOSTNAME}:{os.getpid()}")
@@ -222,7 +247,7 @@ def node(self: CeleryTask, flow_run_id: str, slug: str) -> dict[str, str]:
         if State(tr.state).is_final:
             return recorded(tr)
         if tr.child_flow_run_id:
-            _splice_child(self, flow_run_id, slug, tr_id, tr.child_flow_run_id)
+            _splice_child(self, flow_run_id, slug, map_index, tr.child_flow_run_id)
         raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
 
     run = store.get_flow_run(flow_run_id)
@@ -236,23 +261,30 @@ def node(self: CeleryTask, flow_run_id: str, slug: str) -> dict[str, str]:
             tr_id, flow_run_id, State.CANCELLED, "flow run cancelled", owner=owner
         )
         return recorded(store.get_task_run(tr_id) or tr)
-    edges = lf.upstream[slug]
-    ups = {u.slug: u for u in store.task_runs(flow_run_id, {s for s, _ in edges})} if edges else {}
-    upstream = [Upstream(s, key, State(ups[s].state), ups[s].result) for s, key in edges]
-    outcome: Outcome | None = check_upstream(task, upstream)
+    upstream = _upstream(store, lf, flow_run_id, slug, map_index, element)
+    constants_ = lf.flow.constants.get(task, {})
+    outcome: Outcome | None
+    if slug in lf.mapped and map_index < 0:
+        outcome = _map(self, lf, flow_run_id, slug, tr_id, owner, upstream)
+    else:
+        if element:
+            modes = lf.flow.constant_modes.get(task, {})
+            constants_ = {k: element[k] if k in modes else v for k, v in constants_.items()}
+        outcome = check_upstream(task, upstream)
     if outcome is None:
         ctx = RunContext(
             flow_run_id=flow_run_id,
             flow_name=lf.version.name,
             task_slug=slug,
             task_run_id=tr_id,
+            map_index=map_index,
             parameters=dict(run.parameters or {}),
             attempt=tr.attempts,
         )
         with entered(ctx), heartbeat(store, tr_id, owner, lease, flow_run_id if limited else None):
             outcome = run_code(
                 task,
-                gather_inputs(lf.flow.constants.get(task, {}), upstream),
+                gather_inputs(constants_, upstream),
                 tr.attempts,
                 timeout_errors=(SoftTimeLimitExceeded,),
             )
@@ -262,7 +294,7 @@ def node(self: CeleryTask, flow_run_id: str, slug: str) -> dict[str, str]:
             tr_id, flow_run_id, State.RUNNING, outcome.message, owner=owner,
             child_flow_run_id=child_id,
         )  # fmt: skip
-        _splice_child(self, flow_run_id, slug, tr_id, child_id)
+        _splice_child(self, flow_run_id, slug, map_index, child_id)
     store.finish_task_run(
         tr_id, flow_run_id, outcome.state, outcome.message, outcome.result, owner=owner
     )
@@ -271,11 +303,94 @@ def node(self: CeleryTask, flow_run_id: str, slug: str) -> dict[str, str]:
     return recorded(store.get_task_run(tr_id) or tr)
 
 
-@app.task(name=constants.MIRROR, bind=True, max_retries=None)
-def mirror(self: CeleryTask, flow_run_id: str, slug: str, child_id: str) -> dict[str, str]:
-    """Give a waiting task run its child flow run's final state."""
+def _upstream(
+    store: Store,
+    lf: LoadedFlow,
+    flow_run_id: str,
+    slug: str,
+    map_index: int,
+    element: dict[str, Any] | None,
+) -> list[Upstream]:
+    """The upstream task runs one node sees, read by their ids in one query."""
+    edges = lf.upstream[slug]
+    if not edges:
+        return []
+    ids = {s: task_run_id(flow_run_id, s) for s, *_ in edges}
+    mapped_ups = {s for s, _, mapped, _ in edges if mapped and s in lf.mapped}
+    child_ids = {s: task_run_id(flow_run_id, s, map_index) for s in mapped_ups} if element else {}
+    rows = store.task_runs_by_id([*ids.values(), *child_ids.values()])
+    upstream = [
+        Upstream(s, key, State(rows[ids[s]].state), rows[ids[s]].result, mapped, flat)
+        for s, key, mapped, flat in edges
+    ]
+    if element is None or map_index < 0:
+        return upstream
+    states = {s: State(rows[i].state) for s, i in child_ids.items() if i in rows}
+    return element_upstream(upstream, element, states)
+
+
+def _map(
+    self: CeleryTask,
+    lf: LoadedFlow,
+    flow_run_id: str,
+    slug: str,
+    tr_id: str,
+    owner: str,
+    upstream: list[Upstream],
+) -> Outcome:
+    """Fan a mapped task out over its elements, or say why it ends now."""
+    task = lf.task(slug)
+    whole = [u for u in upstream if not (u.mapped and u.slug in lf.mapped)]
+    stop = check_upstream(task, whole)
+    if stop is not None:
+        return stop
+    try:
+        lists = mapped_lists(
+            task, lf.flow.constants.get(task, {}), lf.flow.constant_modes.get(task, {}), upstream
+        )
+    except MapError as exc:
+        return Outcome(State.FAILED, message=str(exc))
+    width = map_width(lists)
+    if width == 0:
+        return mapped_outcome([])
+    b.store.start_mapped_task_run(tr_id, flow_run_id, slug, task.name, width, owner)
+    header = [
+        node_signature(lf, flow_run_id, slug, i, {k: v[i] for k, v in lists.items()})
+        for i in range(width)
+    ]
+    body = app.signature(
+        constants.COLLECT_MAP,
+        args=(flow_run_id, slug, width),
+        immutable=True,
+        shadow=f"{lf.version.name}/{slug}/collect",
+        queue=b.settings.queue,
+    )
+    raise self.replace(chord(header, body))
+
+
+@app.task(name=constants.COLLECT_MAP)
+def collect_map(flow_run_id: str, slug: str, width: int) -> dict[str, str]:
+    """Record a mapped task's state and result list from its children's."""
     store = b.store
     tr_id = task_run_id(flow_run_id, slug)
+    tr = store.get_task_run(tr_id)
+    assert tr is not None
+    if not State(tr.state).is_final:
+        ids = [task_run_id(flow_run_id, slug, i) for i in range(width)]
+        rows = store.task_runs_by_id(ids)
+        outcome = mapped_outcome([(State(rows[i].state), rows[i].result) for i in ids])
+        store.finish_task_run(tr_id, flow_run_id, outcome.state, outcome.message, outcome.result)
+        tr = store.get_task_run(tr_id) or tr
+    return recorded(tr)
+
+
+@app.task(name=constants.MIRROR, bind=True, max_retries=None)
+def mirror(
+    self: CeleryTask, flow_run_id: str, slug: str, child_id: str, map_index: int = -1
+) -> dict[str, str]:
+    """Give a waiting task run its child flow run's final state."""
+    store = b.store
+    tr_id = task_run_id(flow_run_id, slug, map_index)
     tr = store.get_task_run(tr_id)
     assert tr is not None
     if not State(tr.state).is_final:
@@ -303,7 +418,8 @@ def finalize(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
     run = store.get_flow_run(flow_run_id)
     if not State(run.state).is_final:
         lf = loaded(store, run.flow_id)
-        states = {t.slug: State(t.state) for t in store.task_runs(flow_run_id, lf.reference)}
+        ids = {task_run_id(flow_run_id, s): s for s in lf.reference}
+        states = {ids[i]: State(t.state) for i, t in store.task_runs_by_id(list(ids)).items()}
         final, message = flow_state(states)
         b.set_flow_run_state(flow_run_id, final, message, expected=[State.RUNNING])
         run = store.get_flow_run(flow_run_id)
@@ -316,6 +432,7 @@ __all__ = [
     "app",
     "barrier",
     "build_canvas",
+    "collect_map",
     "finalize",
     "mirror",
     "node",

@@ -80,17 +80,57 @@ def sorted_task_runs(info: FlowRunInfo) -> list[TaskRunInfo]:
     return sorted(info.task_runs, key=key)
 
 
+#: How many mapped children ``show`` lists under their task (the rest are counted).
+SHOWN_MAPPED = 10
+
+
 def _add_flow_run(client: Client, node: Tree, info: FlowRunInfo, seen: set[str]) -> None:
     seen.add(info.id)
     linked: set[str] = set()
+    mapped: dict[str, list[TaskRunInfo]] = {}
+    for tr in info.task_runs:
+        if tr.map_index >= 0:
+            mapped.setdefault(tr.slug, []).append(tr)
     for tr in sorted_task_runs(info):
+        if tr.map_index >= 0:
+            continue
         branch = node.add(task_run_label(tr))
         if tr.child_flow_run_id:
             linked.add(tr.child_flow_run_id)
             _add_child(client, branch, tr.child_flow_run_id, seen)
+        children = sorted(mapped.get(tr.slug, []), key=lambda c: c.map_index)
+        if children:
+            _add_mapped(client, branch, children, seen, linked)
     for child_id in info.children:
         if child_id not in linked:
             _add_child(client, node, child_id, seen)
+
+
+def _add_mapped(
+    client: Client, node: Tree, children: list[TaskRunInfo], seen: set[str], linked: set[str]
+) -> None:
+    """Under a mapped task: counts per state, then its first children (failed ones first)."""
+    counts: dict[State, int] = {}
+    for c in children:
+        counts[c.state] = counts.get(c.state, 0) + 1
+    summary = Text(f"{len(children)} mapped: ", style="bold")
+    for i, (state, n) in enumerate(sorted(counts.items(), key=lambda kv: -kv[1])):
+        if i:
+            summary.append(", ")
+        summary.append(f"{n} ")
+        summary.append_text(state_text(state))
+    group = node.add(summary)
+    shown = sorted(children, key=lambda c: (c.state is State.SUCCESS, c.map_index))[:SHOWN_MAPPED]
+    for c in shown:
+        branch = group.add(task_run_label(c))
+        if c.child_flow_run_id:
+            linked.add(c.child_flow_run_id)
+            _add_child(client, branch, c.child_flow_run_id, seen)
+    for c in children:
+        if c.child_flow_run_id:
+            linked.add(c.child_flow_run_id)
+    if len(children) > len(shown):
+        group.add(Text(f"... and {len(children) - len(shown)} more", style="dim"))
 
 
 def _add_child(client: Client, node: Tree, child_id: str, seen: set[str]) -> None:
