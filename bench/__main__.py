@@ -84,12 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 200)
     signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     rows: list[Row] = []
     problems: list[str] = []
     started = dt.datetime.now(dt.UTC)
     env: Environment | None = None
     fleet: Fleet | None = None
     interrupted = False
+    load_at_start = list(os.getloadavg())
+    if load_at_start[0] > 0.5:
+        console.print(
+            f"[yellow]note:[/] load average {load_at_start[0]:.2f} at start: other processes "
+            "share the CPUs; ours and plain alternate, so the ratios stay comparable"
+        )
     try:
         with console.status("setting up Redis, the database and the workers"):
             env = Environment.create(args.database)
@@ -109,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                 case_rows = run(fleet, Options(args.quick, console), deadline)
             except Partial as exc:
                 case_rows = exc.rows
-                problems.append(f"case {number} timed out after {args.case_timeout:g}s")
+                what = "timed out" if exc.problem == "timed out" else exc.problem
+                if what == "timed out":
+                    what = f"timed out after {args.case_timeout:g}s"
+                problems.append(f"case {number}: {what}")
                 fleet.restart()
             except CaseTimeout:
                 case_rows = [Row(str(number), title, "-", status="timed out")]
@@ -157,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "worker": {"pool": "prefork", "concurrency": CONCURRENCY},
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": list(os.getloadavg()),
             "problems": problems,
             "interrupted": interrupted,
         }

@@ -22,7 +22,7 @@ from bench.flows import PROJECT
 from bench.plain import NOOP
 from bench.report import Row
 from orchestrator import constants
-from orchestrator.errors import FlowRunTimeout
+from orchestrator.errors import FlowRunTimeout, OrchestratorError
 from orchestrator.models import FlowRun
 from orchestrator.states import FINAL_STATES, State
 
@@ -292,11 +292,18 @@ def _growth(rows: list[Row]) -> Row:
     return growth
 
 
-class Partial(Exception):
-    """A case timed out after some rows were filled in."""
+def _status(exc: BaseException) -> str:
+    if isinstance(exc, CaseTimeout):
+        return "timed out"
+    return f"error: {exc}".splitlines()[0][:200]
 
-    def __init__(self, rows: list[Row]) -> None:
+
+class Partial(Exception):
+    """A case stopped (timed out, or a backend failed) after some rows were filled in."""
+
+    def __init__(self, rows: list[Row], problem: str = "timed out") -> None:
         self.rows = rows
+        self.problem = problem
 
 
 def case3(fleet: Fleet, opts: Options, deadline: Deadline) -> list[Row]:
@@ -313,14 +320,18 @@ def case3(fleet: Fleet, opts: Options, deadline: Deadline) -> list[Row]:
     fleet_warm = 50
     ours_batch(fleet, fleet_warm, deadline)
     plain_batch(fleet, fleet_warm, deadline)
-    alternate(
-        reps,
-        lambda: ours_batch(fleet, n, deadline),
-        lambda: plain_batch(fleet, n, deadline),
-        row,
-        deadline,
-        warmup=0,
-    )
+    try:
+        alternate(
+            reps,
+            lambda: ours_batch(fleet, n, deadline),
+            lambda: plain_batch(fleet, n, deadline),
+            row,
+            deadline,
+            warmup=0,
+        )
+    except (CaseTimeout, BenchError, OrchestratorError) as exc:
+        row.status = _status(exc)
+        raise Partial([row], row.status) from None
     row.note = f"{n / row.ours_median:,.0f} vs {n / row.plain_median:,.0f} runs/s"
     row.extra = {"runs": n}
     return [row]
@@ -379,7 +390,7 @@ def case5(fleet: Fleet, opts: Options, deadline: Deadline) -> list[Row]:
     }
     steps = 4
     done = 0
-    timed_out = False
+    problem = ""
     try:
         for i in range(steps):
             k = n // steps if i < steps - 1 else n - done
@@ -392,8 +403,8 @@ def case5(fleet: Fleet, opts: Options, deadline: Deadline) -> list[Row]:
                 f"case 5: {done:,} runs: ours {samples['ours'][-1][1]:.1f} MB, "
                 f"plain {samples['plain'][-1][1]:.1f} MB"
             )
-    except CaseTimeout:
-        timed_out = True
+    except (CaseTimeout, BenchError, OrchestratorError) as exc:
+        problem = _status(exc)
     after = {"ours": samples["ours"][-1][1], "plain": samples["plain"][-1][1]}
     per_proc = {}
     for side, w in (("ours", ours_w), ("plain", plain_w)):
@@ -427,10 +438,10 @@ def case5(fleet: Fleet, opts: Options, deadline: Deadline) -> list[Row]:
         note=f"{after['ours'] - before['ours']:+.1f} MB vs {after['plain'] - before['plain']:+.1f} MB",
     )
     rows = [rss, growth]
-    if timed_out:
+    if problem:
         for r in rows:
-            r.status = "timed out"
-        raise Partial(rows)
+            r.status = problem
+        raise Partial(rows, problem)
     return rows
 
 

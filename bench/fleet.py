@@ -186,7 +186,7 @@ class Environment:
             configured = os.environ.get("ORCHESTRATOR_DATABASE_URL") or ""
             base = configured if configured.startswith("postgres") else DEFAULT_POSTGRES
             schema = f"bench_{uuid.uuid4().hex[:10]}"
-            engine = create_engine(base, connect_args={"connect_timeout": 5})
+            engine = create_engine(base, connect_args={"connect_timeout": 5}, pool_pre_ping=True)
             try:
                 with engine.begin() as conn:
                     conn.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -198,9 +198,19 @@ class Environment:
                 ) from None
 
             def drop() -> None:
-                with engine.begin() as conn:
-                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-                engine.dispose()
+                try:
+                    for attempt in range(3):  # the server may have dropped our connections
+                        try:
+                            with engine.begin() as conn:
+                                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                            return
+                        except Exception:
+                            if attempt == 2:
+                                raise
+                            engine.dispose()
+                            time.sleep(1)
+                finally:
+                    engine.dispose()
 
             self._cleanups.append((f"drop schema {schema}", drop))
             sep = "&" if "?" in base else "?"

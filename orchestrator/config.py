@@ -32,6 +32,10 @@ class Settings:
         task_time_limit: the longest any task may run, in seconds (Celery's hard limit).
         visibility_timeout: seconds before Redis redelivers an unacknowledged message
             (None: an hour more than ``task_time_limit``; keep it above that limit).
+        sweep_seconds: how often beat looks for stuck runs.
+        stale_seconds: how long a running flow run may show no progress (and hold
+            no live lease) before beat sends it again.
+        max_resubmits: how often a stuck run is sent again before it is failed.
     """
 
     home: Path
@@ -41,6 +45,9 @@ class Settings:
     lease_seconds: float = 60.0
     task_time_limit: float = 6 * 3600
     visibility_timeout: float | None = None
+    sweep_seconds: float = 10.0
+    stale_seconds: float = 120.0
+    max_resubmits: int = 3
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,6 +63,9 @@ class Settings:
             visibility_timeout=float(os.environ["ORCHESTRATOR_VISIBILITY_TIMEOUT"])
             if os.environ.get("ORCHESTRATOR_VISIBILITY_TIMEOUT")
             else None,
+            sweep_seconds=float(os.environ.get("ORCHESTRATOR_SWEEP_SECONDS") or 10),
+            stale_seconds=float(os.environ.get("ORCHESTRATOR_STALE_SECONDS") or 120),
+            max_resubmits=int(os.environ.get("ORCHESTRATOR_MAX_RESUBMITS") or 3),
         )
 
     @property

@@ -9,6 +9,7 @@ MIRROR = "orchestrator.mirror"
 FINALIZE = "orchestrator.finalize"
 BARRIER = "orchestrator.barrier"
 COLLECT_MAP = "orchestrator.collect_map"
+RESUBMIT = "orchestrator.resubmit"
 RELEASE_SLOTS = "orchestrator.release_slots"
 WAKE_LABEL = "orchestrator.wake_label"
 
@@ -42,3 +43,5 @@ WAITING = KEY_PREFIX + "waiting:"
 HELD = KEY_PREFIX + "held:"
 #: The flow run a spliced child runs under (for lease renewal and exemptions).
 PARENT = KEY_PREFIX + "parent:"
+#: Hash counting how often the sweeper resubmitted a stuck flow run.
+RESUBMITS = KEY_PREFIX + "resubmits"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.errors import BackendUnavailable
 from orchestrator.signals import FAIL, SKIP
 from orchestrator.states import State
 from orchestrator.task import Task
@@ -151,6 +152,8 @@ def run_code(
     timeouts: tuple[type[BaseException], ...] = (TaskTimedOut, *timeout_errors)
     try:
         result = invoke(lambda: task.run(**inputs))
+    except BackendUnavailable:
+        raise  # an infrastructure fault, not the task's: the caller retries the run
     except SKIP as sig:
         return Outcome(State.SKIPPED, message=str(sig) or "skipped by the task")
     except FAIL as sig:

@@ -136,3 +136,21 @@ class ScheduleMark(Base):
     handled_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     schedule_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TaskRunLog(Base):
+    """One captured log line of a task run attempt: a ``logging`` record or a
+    printed line of the task's code (see :mod:`orchestrator.logcapture`)."""
+
+    __tablename__ = "task_run_logs"
+    __table_args__ = (Index("ix_task_run_logs_run", "flow_run_id", "task_run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flow_run_id: Mapped[str] = mapped_column(String(36))
+    task_run_id: Mapped[str] = mapped_column(String(36))
+    attempt: Mapped[int] = mapped_column(Integer)
+    line: Mapped[int] = mapped_column(Integer)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    level: Mapped[str] = mapped_column(String(20))
+    logger: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    message: Mapped[str] = mapped_column(Text)

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from celery.app.amqp import AMQP
 
 from orchestrator import constants, embedded
 from orchestrator.config import Settings, hide_password
@@ -106,9 +107,36 @@ def _ping(client: redis.Redis, url: str, attempts: int = 5) -> None:
             raise BackendUnavailable(f"Redis at {hide_password(url)} refused us: {exc}") from None
 
 
+class ShadowNamedAMQP(AMQP):  # type: ignore[misc]
+    """Celery's message builder, with the ``task-sent`` event named like the task.
+
+    A task sent with ``shadow="flow/slug"`` is named so in its ``task-received``
+    and later events, but Celery names its ``task-sent`` event by the real task
+    (``orchestrator.node``). Sender and worker publish events on separate
+    connections, so a ``task-sent`` often reaches Flower after the task finished,
+    and Celery's event state then overwrites the readable name with the real one
+    (measured: about a third of the nodes of a small flow). Naming the sent event
+    by the shadow too keeps the readable name, whatever the order.
+    """
+
+    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Build the message; its sent event takes the shadow name when there is one."""
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        shadow = message.headers.get("shadow")
+        if shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return message
+
+
 def make_app(broker_url: str, settings: Settings) -> Celery:
     """Build the Celery app: JSON only, late acks, prefetch 1, events on."""
-    app = Celery("orchestrator", broker=broker_url, backend=broker_url, set_as_current=False)
+    app = Celery(
+        "orchestrator",
+        broker=broker_url,
+        backend=broker_url,
+        set_as_current=False,
+        amqp=ShadowNamedAMQP,
+    )
     time_limit = settings.task_time_limit
     visibility = settings.visibility_timeout or time_limit + 3600
     app.conf.update(

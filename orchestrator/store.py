@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -129,6 +130,9 @@ class Store:
             ) from None
         if self.is_sqlite:
             _sqlite_pragmas(self.engine)
+        # a store dropped without close() (an evicted cached connection) still closes
+        # its pooled connections, rather than leave them to the garbage collector
+        weakref.finalize(self, self.engine.dispose)
         self._writer = self.engine.execution_options(immediate=True)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self._writer, expire_on_commit=False)
@@ -598,7 +602,9 @@ class Store:
         """Take a task run's lease to run its code.
 
         A run in Pending or Retrying, or Running with an expired lease (its worker
-        died), is claimed: it becomes Running, its attempt count grows by one.
+        died) or with none (a mapped task, fanned out before; claimed again when the
+        sweeper resends a stuck run), is claimed: it becomes Running, its attempt
+        count grows by one.
         Otherwise the recorded run is returned unclaimed.
         """
         now = utcnow()
@@ -611,7 +617,7 @@ class Store:
                         or_(
                             TaskRun.state.in_([State.PENDING.value, State.RETRYING.value]),
                             (TaskRun.state == State.RUNNING.value)
-                            & (TaskRun.lease_until < now)
+                            & or_(TaskRun.lease_until < now, TaskRun.lease_until.is_(None))
                             & TaskRun.child_flow_run_id.is_(None),
                         ),
                     )
@@ -726,6 +732,58 @@ class Store:
                     .order_by(StateEvent.id)
                 ).all()
             )
+
+    # --- recovery (the sweeper) ---------------------------------------------------
+
+    def stale_running_runs(self, now: datetime, cutoff: datetime, limit: int = 100) -> list[str]:
+        """Running flow runs with no state change since ``cutoff``, no live task-run
+        lease, and no unfinished child run they wait for."""
+        from sqlalchemy import exists
+        from sqlalchemy.orm import aliased
+
+        finals = [s.value for s in State if s.is_final]
+        child = aliased(FlowRun)
+        with self.reading() as s:
+            q = (
+                select(FlowRun.id)
+                .where(FlowRun.state == State.RUNNING.value, FlowRun.updated < cutoff)
+                .where(~exists().where(StateEvent.flow_run_id == FlowRun.id,
+                                       StateEvent.timestamp > cutoff))
+                .where(~exists().where(TaskRun.flow_run_id == FlowRun.id,
+                                       TaskRun.lease_until > now))
+                .where(
+                    ~exists().where(
+                        TaskRun.flow_run_id == FlowRun.id,
+                        TaskRun.state == State.RUNNING.value,
+                        TaskRun.child_flow_run_id == child.id,
+                        child.state.not_in(finals),
+                    )
+                )
+                .limit(limit)
+            )  # fmt: skip
+            return list(s.scalars(q).all())
+
+    def runs_to_redispatch(self, cutoff: datetime, limit: int = 100) -> list[str]:
+        """Submitted runs older than ``cutoff`` (their start message may be lost),
+        and Queued runs (a wake-up may be lost), oldest first."""
+        with self.reading() as s:
+            q = (
+                select(FlowRun.id)
+                .where(
+                    or_(
+                        (FlowRun.state == State.SUBMITTED.value) & (FlowRun.updated < cutoff),
+                        FlowRun.state == State.QUEUED.value,
+                    )
+                )
+                .order_by(FlowRun.created)
+                .limit(limit)
+            )
+            return list(s.scalars(q).all())
+
+    def touch_flow_run(self, flow_run_id: str) -> None:
+        """Mark a flow run as just handled (its ``updated`` time)."""
+        with self.writing() as s:
+            s.execute(update(FlowRun).where(FlowRun.id == flow_run_id).values(updated=utcnow()))
 
     # --- schedules (beat) ------------------------------------------------------
     # Added for Celery beat (workers/scheduler.py) and `orchestrator schedules`.
@@ -883,6 +941,92 @@ class Store:
                 )
             run.message = message
         return run, created
+
+    # --- task run logs ------------------------------------------------------------
+    # Added for the captured log lines of task runs (orchestrator/logcapture.py).
+
+    def add_task_run_logs(
+        self,
+        flow_run_id: str,
+        task_run_id: str,
+        attempt: int,
+        lines: Sequence[LogLine],
+        keep: int = 1000,
+    ) -> int:
+        """Store the captured lines of one task run attempt, in one batch insert.
+
+        After a retry, only the newest ``keep`` lines of the task run (across its
+        attempts) are kept.
+
+        Returns:
+            How many lines were stored.
+        """
+        if not lines:
+            return 0
+        rows = [
+            {
+                "flow_run_id": flow_run_id,
+                "task_run_id": task_run_id,
+                "attempt": attempt,
+                "line": i,
+                "timestamp": ln.timestamp,
+                "level": ln.level[:20],
+                "logger": ln.logger[:200] if ln.logger else None,
+                "message": ln.message,
+            }
+            for i, ln in enumerate(lines)
+        ]
+        mine = (TaskRunLog.flow_run_id == flow_run_id, TaskRunLog.task_run_id == task_run_id)
+        with self.writing() as s:
+            # render_nulls: one executemany (else the ORM splits the rows at each None logger)
+            s.execute(insert(TaskRunLog).execution_options(render_nulls=True), rows)
+            if attempt > 1:
+                cut = s.execute(
+                    select(TaskRunLog.attempt, TaskRunLog.line)
+                    .where(*mine)
+                    .order_by(TaskRunLog.attempt.desc(), TaskRunLog.line.desc())
+                    .offset(keep)
+                    .limit(1)
+                ).first()
+                if cut is not None:
+                    older = or_(
+                        TaskRunLog.attempt < cut.attempt,
+                        (TaskRunLog.attempt == cut.attempt) & (TaskRunLog.line <= cut.line),
+                    )
+                    s.execute(delete(TaskRunLog).where(*mine, older))
+        return len(rows)
+
+    def task_run_logs(
+        self,
+        flow_run_id: str,
+        task_run_ids: Iterable[str] | None = None,
+        last: int | None = None,
+    ) -> list[TaskRunLog]:
+        """The stored log lines of a flow run's task runs.
+
+        Args:
+            flow_run_id: the flow run.
+            task_run_ids: only these task runs (default: all of the flow run's).
+            last: only the last this many lines of each task run.
+
+        Returns:
+            The lines grouped by task run, each task run's in order (attempt, line).
+        """
+        with self.reading() as s:
+            q = select(TaskRunLog).where(TaskRunLog.flow_run_id == flow_run_id)
+            if task_run_ids is not None:
+                wanted = list(task_run_ids)
+                if not wanted:
+                    return []
+                q = q.where(TaskRunLog.task_run_id.in_(wanted))
+            q = q.order_by(TaskRunLog.task_run_id, TaskRunLog.attempt, TaskRunLog.line)
+            rows = list(s.scalars(q).all())
+        if last is None:
+            return rows
+        groups: dict[str, list[TaskRunLog]] = {}
+        for row in rows:
+            groups.setdefault(row.task_run_id, []).append(row)
+        return [row for group in groups.values() for row in group[-last:]] if last > 0 else []
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -11,11 +11,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import redis
+
 from orchestrator import constants
 from orchestrator.client import Client
 from orchestrator.context import current
 from orchestrator.engine import WaitForFlowRun
-from orchestrator.errors import FlowRunNotFound, ParameterError
+from orchestrator.errors import BackendUnavailable, FlowRunNotFound, ParameterError
 from orchestrator.signals import FAIL
 from orchestrator.states import State
 from orchestrator.task import Task, task
@@ -63,14 +65,17 @@ def _start(
         "parent_task_run_id": ctx.task_run_id if ctx else None,
         "dispatch": False,
     }
-    if idempotency_key:
-        lock = client.backends.redis.lock(
-            constants.CHILD_LOCK.format(key=idempotency_key), timeout=60, blocking_timeout=60
-        )
-        with lock:
+    try:
+        if idempotency_key:
+            lock = client.backends.redis.lock(
+                constants.CHILD_LOCK.format(key=idempotency_key), timeout=60, blocking_timeout=60
+            )
+            with lock:
+                child_id = client.create_flow_run(**kwargs)
+        else:
             child_id = client.create_flow_run(**kwargs)
-    else:
-        child_id = client.create_flow_run(**kwargs)
+    except redis.RedisError as exc:
+        raise BackendUnavailable(f"Redis failed while starting flow {flow_name!r}: {exc}") from exc
     if dispatch:
         run = client.backends.store.get_flow_run(child_id)
         if State(run.state) is State.SUBMITTED:

@@ -6,6 +6,7 @@ real Celery worker processes."""
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,16 @@ from orchestrator.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_ENV = "ORCHESTRATOR_TEST_REDIS_URL"
 DATABASE_ENV = "ORCHESTRATOR_TEST_DATABASE_URL"
+
+# Anything that reads settings from the environment in this test process (for
+# example `workers`, which connects when imported) must not touch the user's
+# ~/.orchestrator: give it a home of its own and the test Redis.
+os.environ["ORCHESTRATOR_HOME"] = tempfile.mkdtemp(prefix="orchestrator-tests-")
+os.environ.pop("ORCHESTRATOR_DATABASE_URL", None)
+if os.environ.get(REDIS_ENV):
+    os.environ["ORCHESTRATOR_REDIS_URL"] = os.environ[REDIS_ENV]
+else:
+    os.environ.pop("ORCHESTRATOR_REDIS_URL", None)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +71,7 @@ def _postgres_schema_url(base: str) -> Iterator[str]:
     from sqlalchemy import create_engine, text
 
     schema = f"orch_test_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(base)
+    engine = create_engine(base, pool_pre_ping=True)
     try:
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -68,7 +79,8 @@ def _postgres_schema_url(base: str) -> Iterator[str]:
         pytest.fail(f"{DATABASE_ENV}={base} is set but unusable: {exc}".splitlines()[0])
     sep = "&" if "?" in base else "?"
     try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+        # the application name lets a fault test cut exactly this run's connections
+        yield f"{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -87,14 +99,12 @@ def _database_params() -> list[str]:
     return ["sqlite", "postgres"]
 
 
-@pytest.fixture(scope="session", params=_database_params())
-def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A migrated, empty database: SQLite, and PostgreSQL when configured."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("db") / "orchestrator.db"
-        url = f"sqlite:///{path}"
+def fresh_database(kind: str, folder: Path) -> Iterator[str]:
+    """Yield the URL of a new, migrated database: an SQLite file in ``folder``, or a
+    fresh PostgreSQL schema (skipped when ORCHESTRATOR_TEST_DATABASE_URL is unset,
+    a failure when it is set and unreachable)."""
+    if kind == "sqlite":
+        url = f"sqlite:///{folder / 'orchestrator.db'}"
         _migrate(url)
         yield url
         return
@@ -104,6 +114,14 @@ def database_url(
     for url in _postgres_schema_url(base):
         _migrate(url)
         yield url
+
+
+@pytest.fixture(scope="session", params=_database_params())
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated, empty database shared by the session: SQLite, and PostgreSQL when configured."""
+    yield from fresh_database(request.param, tmp_path_factory.mktemp("db"))
 
 
 class Fleet:

@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 from celery import Task as CeleryTask
 from celery import chain, chord
 from celery.canvas import Signature
 from celery.exceptions import SoftTimeLimitExceeded
 
-from orchestrator import constants
+from orchestrator import constants, logcapture
 from orchestrator.context import RunContext, entered
 from orchestrator.engine import (
     MapError,
@@ -38,7 +39,7 @@ from orchestrator.engine import (
     mirror_outcome,
     run_code,
 )
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import BackendUnavailable, OrchestratorError
 from orchestrator.models import FlowRun, TaskRun
 from orchestrator.runtime import Backends, backends
 from orchestrator.states import State
@@ -52,6 +53,19 @@ b: Backends = backends()
 app = b.app
 slots = Slots(b.redis, max(2 * b.settings.lease_seconds, 10.0))
 HOSTNAME = socket.gethostname()
+
+
+class InfraRetrying(CeleryTask):  # type: ignore[misc]
+    """Base of our tasks: infrastructure faults (the database or Redis unreachable)
+    are retried with exponential backoff and jitter, up to 30 times (about a quarter
+    of an hour); after that the run is left to the sweeper. A user task's failure
+    never gets here: it is a recorded state."""
+
+    autoretry_for = (BackendUnavailable, redis.ConnectionError, redis.TimeoutError)
+    retry_backoff = 1
+    retry_backoff_max = 30
+    retry_jitter = True
+    max_retries = 30
 
 
 def recorded(tr: TaskRun) -> dict[str, str]:
@@ -142,7 +156,7 @@ def wake(run_ids: list[str]) -> None:
         b.app.send_task(constants.START_FLOW_RUN, args=[run_id], queue=b.settings.queue)
 
 
-@app.task(name=constants.START_FLOW_RUN, bind=True, max_retries=None)
+@app.task(name=constants.START_FLOW_RUN, bind=True, base=InfraRetrying)
 def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
     """Move a submitted flow run to Running and send its canvas, once it has a
     slot of each of its limited labels (else it waits in Queued)."""
@@ -157,6 +171,8 @@ def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
             return {"flow_run": flow_run_id, "state": State.QUEUED.value}
         try:
             canvas = build_canvas(flow_run_id)
+        except BackendUnavailable:
+            raise  # retried with backoff (InfraRetrying)
         except OrchestratorError as exc:
             if b.set_flow_run_state(flow_run_id, State.FAILED, str(exc)):
                 wake(slots.release(run.id, run.labels))
@@ -166,13 +182,27 @@ def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
     return {"flow_run": flow_run_id, "state": b.store.get_flow_run(flow_run_id).state}
 
 
-@app.task(name=constants.RELEASE_SLOTS)
+@app.task(name=constants.RESUBMIT, base=InfraRetrying)
+def resubmit(flow_run_id: str) -> dict[str, str]:
+    """Send a stuck Running flow run's canvas again (the sweeper asks for it).
+
+    Idempotent: finished nodes return their recorded state, unfinished ones run,
+    child runs are found by their idempotency keys."""
+    run = b.store.get_flow_run(flow_run_id)
+    if State(run.state) is State.RUNNING:
+        canvas = build_canvas(flow_run_id)
+        if canvas is not None:
+            canvas.apply_async()
+    return {"flow_run": flow_run_id, "state": run.state}
+
+
+@app.task(name=constants.RELEASE_SLOTS, base=InfraRetrying)
 def release_slots(flow_run_id: str, labels: list[str]) -> None:
     """Give back a finished or cancelled run's slots and wake the runs waiting longest."""
     wake(slots.release(flow_run_id, labels))
 
 
-@app.task(name=constants.WAKE_LABEL)
+@app.task(name=constants.WAKE_LABEL, base=InfraRetrying)
 def wake_label(label: str) -> None:
     """Wake the runs waiting longest for a label (after its limit changed)."""
     wake(slots.waiting(label))
@@ -208,7 +238,7 @@ def _splice_child(
         constants.MIRROR,
         args=(flow_run_id, slug, child_id, map_index),
         immutable=True,
-        shadow=f"{slug}/mirror",
+        shadow=self.request.shadow or f"{slug}/mirror",  # keeps the node's flow/slug in Flower
         queue=b.settings.queue,
     )
     sig: Signature = mirror_sig
@@ -225,7 +255,7 @@ def _splice_child(
     raise self.replace(sig)
 
 
-@app.task(name=constants.NODE, bind=True, max_retries=None)
+@app.task(name=constants.NODE, bind=True, base=InfraRetrying)
 def node(
     self: CeleryTask,
     flow_run_id: str,
@@ -281,11 +311,16 @@ def node(
             parameters=dict(run.parameters or {}),
             attempt=tr.attempts,
         )
-        with entered(ctx), heartbeat(store, tr_id, owner, lease, flow_run_id if limited else None):
+        with (
+            entered(ctx),
+            heartbeat(store, tr_id, owner, lease, flow_run_id if limited else None),
+            logcapture.task_run_logs(store, flow_run_id, tr_id, tr.attempts),
+        ):
             outcome = run_code(
                 task,
                 gather_inputs(constants_, upstream),
                 tr.attempts,
+                call=logcapture.traced,
                 timeout_errors=(SoftTimeLimitExceeded,),
             )
     if outcome.wait_for is not None:
@@ -368,7 +403,7 @@ def _map(
     raise self.replace(chord(header, body))
 
 
-@app.task(name=constants.COLLECT_MAP)
+@app.task(name=constants.COLLECT_MAP, base=InfraRetrying)
 def collect_map(flow_run_id: str, slug: str, width: int) -> dict[str, str]:
     """Record a mapped task's state and result list from its children's."""
     store = b.store
@@ -384,7 +419,7 @@ def collect_map(flow_run_id: str, slug: str, width: int) -> dict[str, str]:
     return recorded(tr)
 
 
-@app.task(name=constants.MIRROR, bind=True, max_retries=None)
+@app.task(name=constants.MIRROR, bind=True, base=InfraRetrying)
 def mirror(
     self: CeleryTask, flow_run_id: str, slug: str, child_id: str, map_index: int = -1
 ) -> dict[str, str]:
@@ -406,12 +441,12 @@ def mirror(
     return recorded(tr)
 
 
-@app.task(name=constants.BARRIER)
+@app.task(name=constants.BARRIER, base=InfraRetrying)
 def barrier() -> None:
     """A no-op that joins a group inside a nested canvas (see ``workers.canvas``)."""
 
 
-@app.task(name=constants.FINALIZE, bind=True, max_retries=None)
+@app.task(name=constants.FINALIZE, bind=True, base=InfraRetrying)
 def finalize(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
     """Record a flow run's final state from its reference tasks."""
     store = b.store
@@ -437,6 +472,7 @@ __all__ = [
     "mirror",
     "node",
     "release_slots",
+    "resubmit",
     "start_flow_run",
     "wake_label",
 ]

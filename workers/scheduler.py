@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -70,6 +71,7 @@ from orchestrator.schedule_slots import (
 from orchestrator.schedules import Schedule, schedule_from_dict
 from orchestrator.states import State
 from orchestrator.store import aware, utcnow
+from workers.sweeper import SweepReport, sweep
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ class TickReport:
     created: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     dispatched: list[str] = field(default_factory=list)
+    swept: SweepReport | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ class ScheduleRunner:
         self._marks: dict[tuple[int, str], tuple[datetime, str | None]] = {}
         self._parsed: dict[str, tuple[Schedule, str]] = {}
         self._broken: set[str] = set()
+        self._swept_at = float("-inf")
 
     # --- leadership ----------------------------------------------------------------
 
@@ -234,6 +238,16 @@ class ScheduleRunner:
             self._dispatch_due(now, report)
         except BackendUnavailable as exc:
             log.warning("beat: cannot dispatch due runs: %s", exc)
+        settings = self.backends.settings
+        # staleness is about real progress, so the sweep runs on the wall clock
+        if time.monotonic() - self._swept_at >= settings.sweep_seconds:
+            self._swept_at = time.monotonic()
+            try:
+                report.swept = sweep(
+                    self.backends, utcnow(), settings.stale_seconds, settings.max_resubmits
+                )
+            except (BackendUnavailable, redis.RedisError) as exc:
+                log.warning("beat: cannot sweep for stuck runs: %s", exc)
         return report
 
     def _refresh(self, now: datetime) -> None:

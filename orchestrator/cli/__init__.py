@@ -116,6 +116,9 @@ _MODULES = [flows, runs, fleet, demo, limits]
 # >>> Other modules register here (schedules, limits), for example:
 #     from orchestrator.cli import schedules
 #     _MODULES.append(schedules)
+from orchestrator.cli import logs  # noqa: E402
+
+_MODULES.append(logs)
 # <<<
 
 for _module in _MODULES:

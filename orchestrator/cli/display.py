@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -95,3 +95,35 @@ def short(value: Any, width: int = 60) -> str:
         text = repr(value)
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+#: Rich styles per captured log level (``STDOUT``/``STDERR`` are printed lines).
+LOG_LEVEL_STYLES: dict[str, str] = {
+    "DEBUG": "dim",
+    "WARNING": "yellow",
+    "ERROR": "red",
+    "CRITICAL": "bold red",
+    "STDERR": "magenta",
+}
+
+
+def log_line_text(
+    timestamp: datetime, level: str, logger: str | None, message: str, indent: str = ""
+) -> Text:
+    """One captured log line: local time with milliseconds, level, logger and message.
+
+    A message of several lines (a traceback) continues on indented lines.
+    """
+    stamp = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+    local = stamp.astimezone()
+    text = Text(indent)
+    text.append(f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}", style="dim")
+    text.append(f"  {level:<8} ", style=LOG_LEVEL_STYLES.get(level, ""))
+    if logger:
+        text.append(f"{logger}: ", style="dim")
+    first, *rest = message.split("\n") or [""]
+    text.append(first)
+    pad = indent + " " * 24
+    for more in rest:
+        text.append("\n" + pad + more)
+    return text

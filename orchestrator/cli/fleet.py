@@ -101,8 +101,21 @@ def _is_loopback(address: str) -> bool:
 
 
 @click.command(context_settings=_PASS_THROUGH)
-@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
-@click.option("--address", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=5555,
+    show_default=True,
+    envvar="FLOWER_PORT",
+    help="The port to listen on (also from FLOWER_PORT).",
+)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="FLOWER_ADDRESS",
+    help="The address to listen on (also from FLOWER_ADDRESS).",
+)
 @click.option(
     "--basic-auth",
     envvar="FLOWER_BASIC_AUTH",

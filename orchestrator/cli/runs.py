@@ -412,8 +412,24 @@ def list_runs(limit: int, state: str | None) -> None:
 @click.command()
 @click.argument("run_id", metavar="RUN_ID")
 def show(run_id: str) -> None:
-    """Show a flow run as a tree: its task runs and the child runs they started."""
-    make_console().print(run_tree(Client(), run_id))
+    """Show a flow run as a tree: its task runs and the child runs they started.
+
+    The last log lines of failed task runs (its own and its children's) follow the tree.
+    """
+    from orchestrator.cli.logs import SHOW_LAST_LINES, failed_tails
+
+    client = Client()
+    console = make_console()
+    console.print(run_tree(client, run_id))
+    tails = failed_tails(client, run_id)
+    if tails:
+        console.print(
+            f"\nlast log lines of failed task runs (at most {SHOW_LAST_LINES} each; "
+            f"all of them: orchestrator logs {run_id} --children)",
+            style="bold",
+        )
+        for line in tails:
+            console.print(line, soft_wrap=True)
 
 
 @click.command()

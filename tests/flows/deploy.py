@@ -8,9 +8,13 @@ import sys
 
 from orchestrator import Flow, Parameter, task
 from orchestrator.context import current
+from orchestrator.tasks import StartFlowRun
 from tests.flows.common import finished
 
 log = logging.getLogger("tests.flows.deploy")
+
+#: The project of the parent and child flows of the log tests.
+LOGS_PROJECT = "deploy-logs"
 
 
 @task
@@ -20,14 +24,24 @@ def step(label: str, seconds: float = 0.0) -> str:
     return label
 
 
-@task(max_retries=1, retry_delay=3.0)
-def fails_first_time(label: str) -> str:
-    """Fail on the first attempt, succeed on the second (3 s later)."""
+def _fail_first_attempt(label: str) -> str:
     ctx = current()
     if ctx is not None and ctx.attempt == 1:
         raise RuntimeError("first attempt fails on purpose")
     finished()
     return label
+
+
+@task(max_retries=1, retry_delay=3.0)
+def fails_first_time(label: str) -> str:
+    """Fail on the first attempt, succeed on the second (3 s later)."""
+    return _fail_first_attempt(label)
+
+
+@task(max_retries=1, retry_delay=8.0)
+def retries_later(label: str) -> str:
+    """Fail on the first attempt, succeed on the second (8 s later)."""
+    return _fail_first_attempt(label)
 
 
 @task
@@ -77,6 +91,10 @@ with Flow("sigterm") as sigterm:
     r = fails_first_time("R", task_args={"name": "R"}, upstream_tasks=[sa])
     z = step("Z", task_args={"name": "Z"}, upstream_tasks=[s1, s2, r])
 
+# One task whose retry waits 8 s in a worker (a Celery message with an ETA).
+with Flow("retry-later") as retry_later:
+    retries_later("R", task_args={"name": "R"})
+
 with Flow("chatty") as chatty_flow:
     who = Parameter("who", default="world")
     first = chatty(who, task_args={"name": "first"})
@@ -84,3 +102,13 @@ with Flow("chatty") as chatty_flow:
 
 with Flow("floods") as floods_flow:
     floods(Parameter("n", default=1500))
+
+# A parent whose task logs, then a child (waited for) whose task logs too.
+with Flow("chatty-child") as chatty_child:
+    chatty(Parameter("who", default="child"), lines=1, task_args={"name": "child_says"})
+
+with Flow("chatty-parent") as chatty_parent:
+    hi = chatty("parent", lines=1, task_args={"name": "parent_says"})
+    StartFlowRun(
+        flow_name="chatty-child", project_name=LOGS_PROJECT, wait=True, name="start_child"
+    )(parameters={"who": "kid"}, upstream_tasks=[hi])

@@ -31,7 +31,7 @@ from orchestrator.models import FlowRun, FlowVersion, Project
 from orchestrator.runtime import Backends, backends, make_app, redis_urls
 from orchestrator.states import State
 from orchestrator.store import Store, aware, utcnow
-from tests.conftest import DATABASE_ENV, Fleet, _postgres_schema_url
+from tests.conftest import Fleet, fresh_database
 from tests.flows import scheduled
 from workers.scheduler import ENV_LEASE_SECONDS, FlowScheduler, TickReport, lock_name_for
 
@@ -46,17 +46,7 @@ NEW_YORK = "US/Eastern"
 @pytest.fixture(params=["sqlite", "postgres"])
 def beat_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated database for this test alone."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'beat.db'}"
-        _migrate(url)
-        yield url
-        return
-    base = os.environ.get(DATABASE_ENV)
-    if not base:
-        pytest.skip(f"{DATABASE_ENV} is not set")
-    for url in _postgres_schema_url(base):
-        _migrate(url)
-        yield url
+    yield from fresh_database(request.param, tmp_path)
 
 
 def _migrate(url: str) -> None:

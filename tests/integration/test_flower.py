@@ -112,7 +112,9 @@ def flower(fleet: Fleet, tmp_path: Path) -> Iterator[FlowerProcess]:
         stop_flower(f)
 
 
-def wait_for(what: str, probe: Any, timeout: float = 30, flower: FlowerProcess | None = None) -> Any:
+def wait_for(
+    what: str, probe: Any, timeout: float = 30, flower: FlowerProcess | None = None
+) -> Any:
     """Call ``probe`` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -121,7 +123,9 @@ def wait_for(what: str, probe: Any, timeout: float = 30, flower: FlowerProcess |
         if last:
             return last
         time.sleep(0.3)
-    raise AssertionError(f"{what} did not happen in {timeout:g}s" + (f"\n{flower.log()}" if flower else ""))
+    raise AssertionError(
+        f"{what} did not happen in {timeout:g}s" + (f"\n{flower.log()}" if flower else "")
+    )
 
 
 def test_flower_lists_workers_and_readable_node_tasks(
@@ -138,35 +142,102 @@ def test_flower_lists_workers_and_readable_node_tasks(
     # ... whose event stream Flower follows (worker heartbeats reach it)
     wait_for(
         "worker heartbeats in /api/workers?status=1",
-        lambda: hostnames <= {n for n, alive in flower.get("/api/workers?status=1").items() if alive},
+        lambda: (
+            hostnames <= {n for n, alive in flower.get("/api/workers?status=1").items() if alive}
+        ),
         flower=flower,
     )
-    # When a flow A -> (B, C) -> D runs on the fleet
+    # When a flow A -> (B, C) -> D runs on the fleet, a few times (the events of
+    # sender and worker race; every node of every run must keep its readable name)
     fleet.client.register(deploy.watched, project)
-    info = run_and_wait(fleet, "watched", project)
-    assert info.state is State.SUCCESS, info.message
+    runs = [run_and_wait(fleet, "watched", project) for _ in range(3)]
+    assert all(info.state is State.SUCCESS for info in runs), [i.message for i in runs]
+    wanted = {f"watched/{slug}" for slug in "ABCD"} | {"watched/start", "watched/finalize"}
 
-    # Then Flower lists its node tasks by their readable names, with the flow run
-    # id in their arguments, in state SUCCESS, on the fleet's workers
-    def node_tasks() -> dict[str, dict[str, Any]]:
-        tasks = flower.get("/api/tasks")
-        mine = {t["name"]: t for t in tasks.values() if info.id in (t.get("args") or "")}
-        wanted = {f"watched/{slug}" for slug in "ABCD"}
+    # Then Flower lists their node tasks by readable names (flow/slug), with the
+    # flow run id in their arguments, in state SUCCESS, on the fleet's workers
+    def node_tasks() -> dict[str, dict[str, dict[str, Any]]]:
+        tasks = flower.get("/api/tasks").values()
+        per_run = {
+            info.id: {t["name"]: t for t in tasks if info.id in (t.get("args") or "")}
+            for info in runs
+        }
+        done = all(
+            wanted <= {n for n, t in mine.items() if t.get("state") == "SUCCESS"}
+            for mine in per_run.values()
+        )
+        return per_run if done else {}
+
+    try:
+        per_run = wait_for("the node tasks in /api/tasks", node_tasks, flower=flower)
+    except AssertionError:
+        seen = sorted({t["name"] for t in flower.get("/api/tasks").values()})
+        raise AssertionError(f"Flower shows the task names {seen}") from None
+    for info in runs:
+        mine = per_run[info.id]
+        assert set(mine) == wanted, sorted(mine)  # no node under Celery's internal name
+        for slug in "ABCD":
+            task = mine[f"watched/{slug}"]
+            assert task["state"] == "SUCCESS"
+            assert info.id in task["args"] and repr(slug) in task["args"]
+            assert task["worker"] in hostnames
+    # and Flower's task-name filter finds a node by its readable name
+    by_name = flower.get("/api/tasks?taskname=watched/B")
+    assert {info.id for info in runs} <= {
+        info.id for info in runs for t in by_name.values() if info.id in t["args"]
+    }
+
+
+def test_a_flow_of_flows_in_flower(fleet: Fleet, flower: FlowerProcess) -> None:
+    # Given the seed's Flow-of-Flows A -> (B, C) -> D, each child waited for (wait=True)
+    from orchestrator.loader import flows_in
+    from tests.conftest import ROOT
+
+    for listing in ("seed_flows.py", "flow_of_flows.py"):
+        for flow in flows_in(str(ROOT / "examples" / listing)):
+            fleet.client.register(flow, "examples")
+    # When it runs on the fleet
+    parent = run_and_wait(fleet, "parent-flow", "examples", timeout=120)
+    assert parent.state is State.SUCCESS, parent.message
+    kids = {fleet.client.get_flow_run(c).flow_name: c for c in parent.children}
+    assert set(kids) == set("ABCD")
+    wanted = {f"parent-flow/flow_{x}" for x in "abcd"} | {
+        "parent-flow/start",
+        "parent-flow/finalize",
+    }
+    wanted |= {f"{x}/step" for x in "ABCD"} | {f"{x}/finalize" for x in "ABCD"}
+
+    def tree() -> dict[str, dict[str, Any]]:
+        tasks = flower.get("/api/tasks").values()
+        ids = {parent.id, *kids.values()}
+        mine = {t["name"]: t for t in tasks if any(i in (t.get("args") or "") for i in ids)}
         done = {n for n, t in mine.items() if t.get("state") == "SUCCESS"}
         return mine if wanted <= done else {}
 
-    mine = wait_for("the node tasks in /api/tasks", node_tasks, flower=flower)
-    for slug in "ABCD":
-        task = mine[f"watched/{slug}"]
-        assert task["state"] == "SUCCESS"
-        assert info.id in task["args"] and repr(slug) in task["args"]
-        assert task["worker"] in hostnames
-    # the finalizer is named after the flow too; no node shows Celery's internal name
-    assert "watched/finalize" in mine
-    assert not [n for n in mine if n.startswith("orchestrator.")], sorted(mine)
-    # and Flower's task-name filter finds a node by its readable name
-    by_name = flower.get("/api/tasks?taskname=watched/B")
-    assert [t["args"] for t in by_name.values() if info.id in t["args"]]
+    try:
+        mine = wait_for("the Flow-of-Flows in /api/tasks", tree, flower=flower)
+    except AssertionError:
+        seen = sorted({t["name"] for t in flower.get("/api/tasks").values()})
+        raise AssertionError(f"Flower shows the task names {seen}") from None
+    # Then each StartFlowRun node keeps its name parent-flow/<slug> until it takes
+    # the child's state, the child's nodes are named after the child flow and carry
+    # the child's run id, and every task of the tree shares the parent's root task
+    assert set(mine) == wanted, sorted(mine)
+    root = mine["parent-flow/start"]["uuid"]
+    assert {t["root_id"] for t in mine.values()} == {root}
+    for x in "ABCD":
+        assert kids[x] in mine[f"{x}/step"]["args"]
+        node = mine[f"parent-flow/flow_{x.lower()}"]
+        assert parent.id in node["args"] and kids[x] in node["args"]
+    # and Flower's search finds a run's tasks by its id
+    found = flower.get(f"/api/tasks?search={parent.id}")
+    assert {t["name"] for t in found.values()} >= {
+        "parent-flow/start",
+        "parent-flow/flow_a",
+        "parent-flow/finalize",
+    }
+    found = flower.get(f"/api/tasks?search={kids['B']}")
+    assert {t["name"] for t in found.values()} >= {"B/step", "B/finalize"}
 
 
 def test_flower_refuses_requests_without_credentials(flower: FlowerProcess) -> None:
@@ -178,6 +249,21 @@ def test_flower_refuses_requests_without_credentials(flower: FlowerProcess) -> N
     assert flower.status("/api/tasks", auth=(USER, "wrong")) == 401
     # and 200 with the right ones
     assert flower.status("/api/tasks", auth=(USER, PASSWORD)) == 200
+
+
+def test_orchestrator_flower_may_skip_auth_on_loopback(fleet: Fleet, tmp_path: Path) -> None:
+    # Given Flower started with --unauthenticated on 127.0.0.1
+    env = {k: v for k, v in fleet.env.items() if not k.startswith("FLOWER_")}
+    flower = start_flower(env, tmp_path / "flower.log", "--unauthenticated")
+    try:
+        # Then its pages answer without credentials
+        assert flower.status("/workers") == 200
+        assert flower.status("/tasks") == 200
+        # while the HTTP API stays closed (Flower opens it, with CORS for every
+        # origin, only when FLOWER_UNAUTHENTICATED_API is set)
+        assert flower.status("/api/tasks") == 401
+    finally:
+        stop_flower(flower)
 
 
 def test_orchestrator_flower_refuses_to_start_without_auth(fleet: Fleet) -> None:

@@ -1,0 +1,191 @@
+"""Bad input gets one clear error (an API exception and one CLI line), and leaves no
+partial rows and no stuck run."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pendulum
+import pytest
+from sqlalchemy import func, select
+
+from orchestrator import (
+    BackendUnavailable,
+    ConcurrencyLimitError,
+    Flow,
+    FlowNotFound,
+    FlowValidationError,
+    ParameterError,
+    ScheduleError,
+    SerializationError,
+    State,
+    task,
+)
+from orchestrator.client import Client
+from orchestrator.config import Settings
+from orchestrator.loader import flows_in
+from orchestrator.models import FlowRun
+from orchestrator.parameters import MAX_PARAMETERS_BYTES
+from orchestrator.schedules import CronSchedule, schedule_from_dict
+from tests.conftest import Fleet
+from tests.flows import bad
+from tests.integration.test_cli import cli
+
+
+def _runs(fleet: Fleet) -> int:
+    with fleet.store.reading() as s:
+        return int(s.scalar(select(func.count()).select_from(FlowRun)) or 0)
+
+
+@pytest.fixture()
+def registered(fleet: Fleet) -> Fleet:
+    fleet.client.register(bad.takes_payload, bad.PROJECT)
+    return fleet
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "words"),
+    [
+        ({"payload": {1, 2}}, SerializationError, ["takes-payload", "set"]),
+        ({"payload": object()}, SerializationError, ["object"]),
+        ({"payload": "x" * (MAX_PARAMETERS_BYTES + 10)}, SerializationError, ["limit"]),
+        ({"paylod": 1}, ParameterError, ["paylod", "payload"]),
+        ([1, 2], ParameterError, ["mapping"]),
+    ],
+)
+def test_malformed_parameters_are_refused_before_any_row(
+    registered: Fleet, params: object, error: type[Exception], words: list[str]
+) -> None:
+    before = _runs(registered)
+    with pytest.raises(error) as info:
+        registered.client.create_flow_run("takes-payload", bad.PROJECT, parameters=params)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+    assert _runs(registered) == before
+
+
+def test_unknown_flow_and_project(registered: Fleet) -> None:
+    with pytest.raises(FlowNotFound, match="takes-payload"):  # lists the project's flows
+        registered.client.create_flow_run("nope", bad.PROJECT)
+    with pytest.raises(FlowNotFound, match="no project 'ghost'"):
+        registered.client.create_flow_run("takes-payload", "ghost")
+    result = cli(registered.env, "run", "nope", "--project", bad.PROJECT)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error:")
+
+
+def test_cyclic_flow_is_refused_when_built() -> None:
+    @task
+    def step(x: object = None) -> object:
+        return x
+
+    with pytest.raises(FlowValidationError, match="cycle"), Flow("loop"):
+        a = step()
+        b = step(a)
+        a.set_upstream(b)
+
+
+@pytest.mark.parametrize("cron", ["61 * * * *", "not a cron", "* * *"])
+def test_invalid_cron_strings(cron: str) -> None:
+    with pytest.raises(ScheduleError, match="cron"):
+        CronSchedule(cron)
+
+
+def test_invalid_time_zone_and_naive_dates() -> None:
+    with pytest.raises(ScheduleError):
+        schedule_from_dict({"type": "cron", "cron": "* * * * *", "timezone": "Mars/Olympus"})
+    with pytest.raises(ScheduleError, match="aware"):
+        CronSchedule("* * * * *", start_date=datetime(2026, 1, 1))
+    with pytest.raises(ScheduleError):
+        CronSchedule("* * * * *", start_date=pendulum.datetime(2026, 2, 1, tz="UTC"),
+                     end_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
+
+
+def test_invalid_labels_and_limits(registered: Fleet) -> None:
+    with pytest.raises(ConcurrencyLimitError):
+        registered.client.create_flow_run("takes-payload", bad.PROJECT, labels=["has space"])
+    with pytest.raises(ConcurrencyLimitError):
+        registered.client.set_concurrency_limit("gpu", -3)
+    result = cli(registered.env, "limits", "set", "bad label", "2")
+    assert result.returncode == 1 and result.stderr.startswith("error: invalid label")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def redis_with_password(tmp_path: Path) -> Iterator[int]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "right",
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_redis_with_a_wrong_password(
+    redis_with_password: int, tmp_path: Path, database_url: str
+) -> None:
+    url = f"redis://:wrong-secret@127.0.0.1:{redis_with_password}/0"
+    client = Client(Settings(home=tmp_path, redis_url=url, database_url=database_url))
+    with pytest.raises(BackendUnavailable) as info:
+        client.backends  # noqa: B018
+    assert "wrong-secret" not in str(info.value) and "***" in str(info.value)
+    result = cli({"ORCHESTRATOR_HOME": str(tmp_path), "ORCHESTRATOR_REDIS_URL": url,
+                  "ORCHESTRATOR_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}, "runs")
+    assert result.returncode == 1
+    assert "wrong-secret" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_database_with_a_wrong_password(fleet: Fleet, tmp_path: Path) -> None:
+    url = "postgresql+psycopg://nobody:wrong-secret@127.0.0.1:5432/test"
+    client = Client(Settings(home=tmp_path, redis_url=fleet.settings.redis_url, database_url=url))
+    with pytest.raises(BackendUnavailable) as info:
+        client.list_flow_runs()
+    assert "wrong-secret" not in str(info.value) and "***" in str(info.value)
+
+
+def test_flow_whose_code_no_longer_imports_fails_clearly(fleet: Fleet, tmp_path: Path,
+                                                          project: str) -> None:
+    # Given a flow registered from a file that is then deleted
+    source = tmp_path / "vanishing.py"
+    source.write_text(textwrap.dedent("""
+        from orchestrator import Flow, task
+
+        @task
+        def hello():
+            return "hi"
+
+        with Flow("vanishing") as flow:
+            hello()
+    """))
+    [flow] = flows_in(str(source))
+    fleet.client.register(flow, project)
+    source.unlink()
+    # When it runs on the fleet
+    run_id = fleet.client.create_flow_run("vanishing", project)
+    info = fleet.client.wait_for_flow_run(run_id, timeout=60)
+    # Then the run fails at once with a message naming the file, and nothing is left running
+    assert info.state is State.FAILED
+    assert "vanishing.py" in (info.message or "")
+    assert info.end_time is not None and info.end_time <= datetime.now(UTC)
