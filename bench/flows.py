@@ -49,14 +49,19 @@ with Flow("bench-parent") as parent_flow:
     _start_d(upstream_tasks=[_b, _c])
 
 
+@task
+def child_parameters(n: int) -> list[dict[str, Any]]:
+    """One (empty) parameter dict per child, computed when the parent runs."""
+    return [{} for _ in range(n)]
+
+
 def fanout_children(n: int) -> Flow:
-    """A parent with ``n`` independent ``StartFlowRun(wait=True)`` tasks of ``bench-noop``."""
+    """A parent starting ``n`` runs of ``bench-noop`` with ``StartFlowRun.map(wait=True)``
+    over a list computed at run time."""
     with Flow(f"bench-fanout-children-{n}") as flow:
-        for i in range(n):
-            # explicit names give unique slugs at once (no "-2", "-3"... search)
-            StartFlowRun(
-                flow_name="bench-noop", project_name=PROJECT, wait=True, name=f"child_{i}"
-            ).bind()
+        StartFlowRun(flow_name="bench-noop", project_name=PROJECT, wait=True, name="child").map(
+            parameters=child_parameters(n)
+        )
     return flow
 
 

@@ -189,3 +189,21 @@ def test_flow_whose_code_no_longer_imports_fails_clearly(fleet: Fleet, tmp_path:
     assert info.state is State.FAILED
     assert "vanishing.py" in (info.message or "")
     assert info.end_time is not None and info.end_time <= datetime.now(UTC)
+
+
+def test_a_pickled_message_is_refused_by_the_worker(registered: Fleet) -> None:
+    # Given a run created but not yet sent
+    run_id = registered.client.create_flow_run("takes-payload", bad.PROJECT, dispatch=False)
+    app = registered.client.backends.app
+    # When someone puts a pickled start message for it on the queue by hand
+    app.send_task("orchestrator.start_flow_run", args=[run_id], serializer="pickle",
+                  queue=registered.queue)
+    deadline = time.monotonic() + 20
+    while "pickle" not in registered.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # Then a worker refuses it (JSON only) and the run did not start
+    assert "Refusing to deserialize untrusted content of type pickle" in registered.logs()
+    assert registered.client.get_flow_run(run_id).state is State.SUBMITTED
+    # while the same message as JSON runs it
+    registered.client.backends.dispatch(run_id, "takes-payload")
+    assert registered.client.wait_for_flow_run(run_id, timeout=60).state is State.SUCCESS
