@@ -49,7 +49,8 @@ def _exec(argv: list[str], env: Mapping[str, str] | None = None) -> None:
         raise ConfigurationError(f"could not start {' '.join(argv[:4])}: {exc}") from None
 
 
-def _has_option(args: Sequence[str], short: str, long: str) -> bool:
+def has_option(args: Sequence[str], short: str, long: str) -> bool:
+    """Whether ``args`` already set an option, as ``-x``, ``-xVALUE``, ``--long[=v]``."""
     for a in args:
         if a in (short, long) or a.startswith(long + "="):
             return True
@@ -80,9 +81,9 @@ def worker(ctx: click.Context) -> None:
     settings = Settings.from_env()
     started = _ensure_backends(settings)
     args = list(ctx.args)
-    if not _has_option(args, "-Q", "--queues"):
+    if not has_option(args, "-Q", "--queues"):
         args = ["-Q", settings.queue, *args]
-    if not _has_option(args, "-l", "--loglevel"):
+    if not has_option(args, "-l", "--loglevel"):
         args += ["--loglevel", "INFO"]
     note = ""
     if started:

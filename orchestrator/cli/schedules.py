@@ -15,7 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.display import make_console
-from orchestrator.config import Settings, hide_password
+from orchestrator.cli.fleet import describe_backends, has_option
+from orchestrator.config import Settings
 from orchestrator.errors import ConfigurationError, ScheduleError
 from orchestrator.models import FlowVersion
 from orchestrator.schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_dict
@@ -29,28 +30,6 @@ _PASS_THROUGH = {
     "allow_extra_args": True,
     "help_option_names": ["-h", "--help"],
 }
-
-
-def _has_option(args: Sequence[str], short: str, long: str) -> bool:
-    """Whether ``args`` already set an option, as ``-x``, ``-xVALUE``, ``--long[=v]``."""
-    for a in args:
-        if a in (short, long) or a.startswith(long + "="):
-            return True
-        if a.startswith(short) and not a.startswith("--") and len(a) > len(short):
-            return True
-    return False
-
-
-def _describe(settings: Settings) -> str:
-    """Which Redis, database and queue a beat serves, passwords hidden."""
-    if settings.redis_url:
-        where = f"Redis {hide_password(settings.redis_url)}"
-    else:
-        where = f"the embedded Redis in {settings.home}"
-    return (
-        f"{where}, database {hide_password(settings.resolved_database_url())}, "
-        f"queue {settings.queue}"
-    )
 
 
 def _store(settings: Settings | None = None) -> Store:
@@ -84,9 +63,9 @@ def beat(ctx: click.Context) -> None:
     _store(settings).engine.dispose()  # a clear error now if the schema is behind
     backends(settings)  # Redis answers (the embedded one is started for this home)
     args = list(ctx.args)
-    if not _has_option(args, "-l", "--loglevel"):
+    if not has_option(args, "-l", "--loglevel"):
         args += ["--loglevel", "INFO"]
-    click.echo(f"beat firing schedules for {_describe(settings)}", err=True)
+    click.echo(f"beat firing schedules for {describe_backends(settings)}", err=True)
     argv = [sys.executable, "-m", "celery", "-A", "workers", "beat", "-S", SCHEDULER, *args]
     sys.stdout.flush()
     sys.stderr.flush()
