@@ -14,7 +14,12 @@ import redis
 
 from orchestrator import constants
 from orchestrator.config import Settings
-from orchestrator.errors import FlowRunTimeout, SerializationError, TaskRunNotFound
+from orchestrator.errors import (
+    FlowRunTimeout,
+    ParameterError,
+    SerializationError,
+    TaskRunNotFound,
+)
 from orchestrator.parameters import resolve_parameters
 from orchestrator.runtime import Backends, backends
 from orchestrator.states import State
@@ -183,7 +188,13 @@ class Client:
         values = resolve_parameters(flow_name, flow.parameters, parameters)
         if run_name is not None and not isinstance(run_name, str):
             raise SerializationError(f"run_name must be a string, got {type(run_name).__name__}")
-        future = scheduled_start_time is not None and aware(scheduled_start_time) > utcnow()  # type: ignore[operator]
+        if scheduled_start_time is not None and (
+            not isinstance(scheduled_start_time, datetime) or scheduled_start_time.tzinfo is None
+        ):
+            raise ParameterError(
+                f"scheduled_start_time must be a timezone-aware datetime, got {scheduled_start_time!r}"
+            )
+        future = scheduled_start_time is not None and scheduled_start_time > utcnow()
         run, created = store.create_flow_run(
             flow,
             values,

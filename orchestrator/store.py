@@ -390,7 +390,8 @@ class Store:
             idempotency_key=idempotency_key,
             parent_flow_run_id=parent_flow_run_id,
             parent_task_run_id=parent_task_run_id,
-            scheduled_start_time=scheduled_start_time,
+            # stored in UTC: SQLite keeps no offset and would read a local time back as UTC
+            scheduled_start_time=_as_utc(scheduled_start_time) if scheduled_start_time else None,
             created=now,
             updated=now,
         )

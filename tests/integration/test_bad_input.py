@@ -207,3 +207,23 @@ def test_a_pickled_message_is_refused_by_the_worker(registered: Fleet) -> None:
     # while the same message as JSON runs it
     registered.client.backends.dispatch(run_id, "takes-payload")
     assert registered.client.wait_for_flow_run(run_id, timeout=60).state is State.SUCCESS
+
+
+def test_scheduled_start_time_keeps_its_instant_and_must_be_aware(registered: Fleet) -> None:
+    # Given a start two hours from now in New York time
+    start = pendulum.now("America/New_York").add(hours=2).replace(microsecond=0)
+    run_id = registered.client.create_flow_run(
+        "takes-payload", bad.PROJECT, scheduled_start_time=start
+    )
+    # Then the run waits in Scheduled for that very instant (stored in UTC)
+    info = registered.client.get_flow_run(run_id)
+    assert info.state is State.SCHEDULED
+    assert info.scheduled_start_time == start
+    registered.client.cancel_flow_run(run_id)
+    # and a naive time is refused, creating nothing
+    before = _runs(registered)
+    with pytest.raises(ParameterError, match="timezone-aware"):
+        registered.client.create_flow_run(
+            "takes-payload", bad.PROJECT, scheduled_start_time=datetime(2030, 1, 1)
+        )
+    assert _runs(registered) == before
