@@ -237,28 +237,24 @@ class Store:
         labels: list[str],
     ) -> FlowVersion:
         """Store a flow; a new version only when the structure differs from the newest."""
+        fields: dict[str, Any] = {
+            "structure_hash": structure_hash,
+            "structure": structure,
+            "import_ref": import_ref,
+            "parameters": parameters,
+            "schedule": schedule,
+            "labels": labels,
+        }
         for _ in range(3):
             try:
                 with self.writing() as s:
-                    return self._register(
-                        s, project_name, name, structure_hash, structure, import_ref,
-                        parameters, schedule, labels,
-                    )  # fmt: skip
+                    return self._register(s, project_name, name, fields)
             except IntegrityError:
                 continue  # another process registered at the same moment; look again
         raise BackendUnavailable(f"could not register flow {name!r}: too much contention")
 
     def _register(
-        self,
-        s: Session,
-        project_name: str,
-        name: str,
-        structure_hash: str,
-        structure: dict[str, Any],
-        import_ref: str,
-        parameters: list[dict[str, Any]],
-        schedule: dict[str, Any] | None,
-        labels: list[str],
+        self, s: Session, project_name: str, name: str, fields: dict[str, Any]
     ) -> FlowVersion:
         project = s.scalar(select(Project).where(Project.name == project_name))
         if project is None:
@@ -271,10 +267,14 @@ class Store:
             .order_by(FlowVersion.version.desc())
             .limit(1)
         )
-        if newest is not None and newest.structure_hash == structure_hash and not newest.archived:
-            newest.import_ref = import_ref
-            if newest.schedule != schedule:
-                newest.schedule = schedule
+        if (
+            newest is not None
+            and newest.structure_hash == fields["structure_hash"]
+            and not newest.archived
+        ):
+            newest.import_ref = fields["import_ref"]
+            if newest.schedule != fields["schedule"]:
+                newest.schedule = fields["schedule"]
             return newest
         s.execute(
             update(FlowVersion)
@@ -287,14 +287,9 @@ class Store:
             name=name,
             version=(newest.version + 1) if newest else 1,
             archived=False,
-            import_ref=import_ref,
-            parameters=parameters,
-            schedule=schedule,
             schedule_paused=False,
-            labels=labels,
-            structure_hash=structure_hash,
-            structure=structure,
             created=utcnow(),
+            **fields,
         )
         s.add(version)
         return version
