@@ -17,7 +17,7 @@ import redis
 from celery import Celery
 from celery.app.amqp import AMQP
 
-from orchestrator import constants, embedded
+from orchestrator import broker, constants, embedded
 from orchestrator.config import Settings, hide_password
 from orchestrator.errors import BackendUnavailable
 from orchestrator.states import State
@@ -160,6 +160,10 @@ def make_app(broker_url: str, settings: Settings) -> Celery:
         redis_backend_health_check_interval=30,
         broker_heartbeat=0,
     )
+    if broker_url.startswith("redis://"):
+        # survives a broker restart (the embedded unix-socket server is restarted
+        # only with the process that owns it)
+        app.conf.broker_transport = broker.TRANSPORT
     return app
 
 

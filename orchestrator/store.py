@@ -96,10 +96,12 @@ class Claim:
     Attributes:
         claimed: True when this caller now holds the run's lease and may run the code.
         task_run: the task run as recorded after the claim.
+        flow_run: its flow run, read in the same transaction.
     """
 
     claimed: bool
     task_run: TaskRun
+    flow_run: FlowRun
 
 
 class Store:
@@ -427,28 +429,32 @@ class Store:
         expected: Iterable[State] | None = None,
     ) -> bool:
         """Compare-and-set a flow run's state; False when it was not in an expected state."""
-        allowed = [s.value for s in (expected if expected is not None else states_before(new))]
-        now = utcnow()
-        values: dict[str, Any] = {"state": new.value, "message": message, "updated": now}
-        if new is State.RUNNING:
-            values["start_time"] = func.coalesce(FlowRun.start_time, now)
-        if new.is_final:
-            values["end_time"] = now
         with self.writing() as s:
-            done = _rowcount(
-                s.execute(
-                    update(FlowRun)
-                    .where(FlowRun.id == flow_run_id, FlowRun.state.in_(allowed))
-                    .values(**values)
-                )
-            )
-            if done:
-                s.add(
-                    StateEvent(
-                        flow_run_id=flow_run_id, state=new.value, message=message, timestamp=now
-                    )
-                )
-        return bool(done)
+            return _set_flow_run_state(s, flow_run_id, new, message, expected)
+
+    def begin_flow_run(
+        self,
+        flow_run_id: str,
+        tasks: Sequence[tuple[str, str]],
+        done: dict[str, Any],
+        expected: Iterable[State],
+    ) -> bool:
+        """Create a flow run's task runs and move it to Running, in one transaction.
+
+        Args:
+            flow_run_id: the run.
+            tasks: (slug, name) of every task.
+            done: slugs recorded as Success at once with their results (parameters).
+            expected: the states the run may be in.
+
+        Returns:
+            False, with nothing written, when the run was in none of ``expected``.
+        """
+        with self.writing() as s:
+            if not _set_flow_run_state(s, flow_run_id, State.RUNNING, None, expected):
+                return False
+            _insert_task_runs(s, flow_run_id, tasks, -1, done)
+            return True
 
     def list_flow_runs(
         self, limit: int = 20, state: State | None = None, top_level_only: bool = False
@@ -498,34 +504,8 @@ class Store:
         """Insert Pending task runs (slug, name) unless they exist already.
 
         Slugs in ``done`` are inserted as Success with that result (parameters)."""
-        done = done or {}
-        now = utcnow()
         with self.writing() as s:
-            have = set(
-                s.scalars(
-                    select(TaskRun.slug).where(
-                        TaskRun.flow_run_id == flow_run_id, TaskRun.map_index == map_index
-                    )
-                ).all()
-            )
-            rows = [
-                {
-                    "id": task_run_id(flow_run_id, slug, map_index),
-                    "flow_run_id": flow_run_id,
-                    "slug": slug,
-                    "map_index": map_index,
-                    "name": name,
-                    "state": (State.SUCCESS if slug in done else State.PENDING).value,
-                    "result": done.get(slug),
-                    "attempts": 1 if slug in done else 0,
-                    "start_time": now if slug in done else None,
-                    "end_time": now if slug in done else None,
-                }
-                for slug, name in tasks
-                if slug not in have
-            ]
-            if rows:
-                s.execute(insert(TaskRun), rows)
+            _insert_task_runs(s, flow_run_id, tasks, map_index, done or {})
 
     def task_runs(self, flow_run_id: str, slugs: Iterable[str] | None = None) -> list[TaskRun]:
         """The task runs of a flow run (optionally only some slugs)."""
@@ -637,9 +617,10 @@ class Store:
                     )
                 )
             run = s.get(TaskRun, task_run_id)
-        if run is None:
+            flow_run = s.get(FlowRun, flow_run_id)
+        if run is None or flow_run is None:
             raise FlowRunNotFound(f"no task run {task_run_id!r}")
-        return Claim(bool(done), run)
+        return Claim(bool(done), run, flow_run)
 
     def renew_lease(self, task_run_id: str, owner: str, lease_seconds: float) -> bool:
         """Extend a held lease (the heartbeat)."""
@@ -733,11 +714,15 @@ class Store:
 
     def stale_running_runs(self, now: datetime, cutoff: datetime, limit: int = 100) -> list[str]:
         """Running flow runs with no state change since ``cutoff``, no live task-run
-        lease, and no unfinished child run they wait for."""
+        lease, and no Running child run they wait for.
+
+        A waited-for child that is Running is watched by the sweep itself. One that
+        has not started (Submitted, Queued) is started only by its parent's node, so
+        a parent whose node was lost with it is stale (the node touches the parent
+        while it waits for the child's concurrency slot)."""
         from sqlalchemy import exists
         from sqlalchemy.orm import aliased
 
-        finals = [s.value for s in State if s.is_final]
         child = aliased(FlowRun)
         with self.reading() as s:
             q = (
@@ -752,7 +737,7 @@ class Store:
                         TaskRun.flow_run_id == FlowRun.id,
                         TaskRun.state == State.RUNNING.value,
                         TaskRun.child_flow_run_id == child.id,
-                        child.state.not_in(finals),
+                        child.state == State.RUNNING.value,
                     )
                 )
                 .limit(limit)
@@ -1040,3 +1025,66 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _set_flow_run_state(
+    s: Session,
+    flow_run_id: str,
+    new: State,
+    message: str | None,
+    expected: Iterable[State] | None,
+) -> bool:
+    """Compare-and-set a flow run's state in session ``s``, recording the event."""
+    allowed = [x.value for x in (expected if expected is not None else states_before(new))]
+    now = utcnow()
+    values: dict[str, Any] = {"state": new.value, "message": message, "updated": now}
+    if new is State.RUNNING:
+        values["start_time"] = func.coalesce(FlowRun.start_time, now)
+    if new.is_final:
+        values["end_time"] = now
+    done = _rowcount(
+        s.execute(
+            update(FlowRun)
+            .where(FlowRun.id == flow_run_id, FlowRun.state.in_(allowed))
+            .values(**values)
+        )
+    )
+    if done:
+        s.add(StateEvent(flow_run_id=flow_run_id, state=new.value, message=message, timestamp=now))
+    return bool(done)
+
+
+def _insert_task_runs(
+    s: Session,
+    flow_run_id: str,
+    tasks: Sequence[tuple[str, str]],
+    map_index: int,
+    done: dict[str, Any],
+) -> None:
+    """Insert Pending task runs (Success for the slugs in ``done``) unless they exist."""
+    now = utcnow()
+    have = set(
+        s.scalars(
+            select(TaskRun.slug).where(
+                TaskRun.flow_run_id == flow_run_id, TaskRun.map_index == map_index
+            )
+        ).all()
+    )
+    rows = [
+        {
+            "id": task_run_id(flow_run_id, slug, map_index),
+            "flow_run_id": flow_run_id,
+            "slug": slug,
+            "map_index": map_index,
+            "name": name,
+            "state": (State.SUCCESS if slug in done else State.PENDING).value,
+            "result": done.get(slug),
+            "attempts": 1 if slug in done else 0,
+            "start_time": now if slug in done else None,
+            "end_time": now if slug in done else None,
+        }
+        for slug, name in tasks
+        if slug not in have
+    ]
+    if rows:
+        s.execute(insert(TaskRun), rows)

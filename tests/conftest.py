@@ -179,6 +179,31 @@ class Fleet:
             w.stop()
         self.workers.clear()
 
+    def describe(self, run_id: str) -> str:
+        """A run that did not finish, for a failure message: its task runs (with
+        their leases), its children's, and the tail of every log."""
+        from sqlalchemy import select
+
+        from orchestrator.models import TaskRun
+
+        lines = [f"flow run {run_id} did not finish:"]
+        for i, rid in enumerate([run_id, *self.client.get_flow_run(run_id).children]):
+            run = self.client.get_flow_run(rid)
+            pad = "  " if i == 0 else "    "
+            lines.append(f"{pad[:-2]}{run.flow_name} {rid}: {run.state.value} {run.message!r}")
+            with self.store.reading() as s:
+                leases = dict(
+                    s.execute(
+                        select(TaskRun.id, TaskRun.lease_until).where(TaskRun.flow_run_id == rid)
+                    ).all()
+                )
+            for t in run.task_runs:
+                lines.append(
+                    f"{pad}task {t.slug}[{t.map_index}]: {t.state.value} {t.message!r} "
+                    f"lease {leases.get(t.id)}"
+                )
+        return "\n".join(lines) + "\n" + self.logs()
+
     def logs(self) -> str:
         """Everything the workers printed (for failure messages)."""
         out = []

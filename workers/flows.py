@@ -3,6 +3,7 @@ version id, reloaded when the code on disk no longer matches the registration.""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from orchestrator.loader import load_flow
 from orchestrator.models import FlowVersion
 from orchestrator.store import Store
 from orchestrator.task import Parameter, Task
+from workers.canvas import Plan, compile_dag
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,26 @@ class LoadedFlow:
     def node_slugs(self) -> list[str]:
         """The slugs that run as nodes (everything but parameters), in flow order."""
         return [t.slug or "" for t in self.flow.tasks if not isinstance(t, Parameter)]
+
+    @functools.cached_property
+    def plan(self) -> Plan | None:
+        """The compiled canvas plan of the nodes (None for a flow of parameters only)."""
+        slugs = self.node_slugs()
+        if not slugs:
+            return None
+        nodes = set(slugs)
+        edges = [(up, slug) for slug in slugs for up, *_ in self.upstream[slug] if up in nodes]
+        return compile_dag(slugs, edges)
+
+    @functools.cached_property
+    def inline_slug(self) -> str | None:
+        """The one node of a one-task flow that may run inside the Celery task that
+        starts the flow run: not mapped and without a timeout (a time limit belongs
+        to a task of its own)."""
+        slugs = self.node_slugs()
+        if len(slugs) != 1 or slugs[0] in self.mapped or self.task(slugs[0]).timeout:
+            return None
+        return slugs[0]
 
 
 _cache: dict[str, LoadedFlow] = {}

@@ -130,7 +130,12 @@ class Slots:
         """
         now = time.time()
         args: list[str | int] = [
-            run_id, parent_id or "", _ms(now), _ms(now + self.lease), _ms(arrival), *labels
+            run_id,
+            parent_id or "",
+            _ms(now),
+            _ms(now + self.lease),
+            _ms(arrival),
+            *labels,
         ]
         return bool(self._acquire(args=args))
 

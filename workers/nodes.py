@@ -44,7 +44,7 @@ from orchestrator.models import FlowRun, TaskRun
 from orchestrator.runtime import Backends, backends
 from orchestrator.states import State
 from orchestrator.store import Store, aware, task_run_id, utcnow
-from workers.canvas import compile_dag, to_signature
+from workers.canvas import Chain, Node, to_signature
 from workers.flows import LoadedFlow, loaded
 from workers.limits import Slots
 
@@ -69,8 +69,16 @@ class InfraRetrying(CeleryTask):  # type: ignore[misc]
 
 
 def recorded(tr: TaskRun) -> dict[str, str]:
-    """What a node returns: the recorded state, no timestamps (identical on every delivery)."""
-    return {"task_run": tr.id, "state": tr.state}
+    """What a node returns: the recorded state, no timestamps (identical on every
+    delivery), and the child run it took its state from, if any."""
+    return _recorded(tr.id, State(tr.state), tr.child_flow_run_id)
+
+
+def _recorded(tr_id: str, state: State, child_id: str | None = None) -> dict[str, str]:
+    out = {"task_run": tr_id, "state": state.value}
+    if child_id:
+        out["child_flow_run"] = child_id
+    return out
 
 
 def node_signature(
@@ -79,9 +87,11 @@ def node_signature(
     slug: str,
     map_index: int = -1,
     element: dict[str, Any] | None = None,
+    finalize: bool = False,
 ) -> Signature:
     """The immutable signature of one node, named ``flow/slug`` (``flow/slug[i]`` for
-    a mapped child, which carries its element of the mapped arguments)."""
+    a mapped child, which carries its element of the mapped arguments). With
+    ``finalize`` the node ends its flow and records the flow run's state itself."""
     task = lf.task(slug)
     name = f"{lf.version.name}/{slug}" + (f"[{map_index}]" if map_index >= 0 else "")
     options: dict[str, Any] = {"shadow": name, "queue": b.settings.queue}
@@ -89,35 +99,33 @@ def node_signature(
         options["soft_time_limit"] = task.timeout
         options["time_limit"] = task.timeout + 10
     args = (flow_run_id, slug) if map_index < 0 else (flow_run_id, slug, map_index, element)
-    return app.signature(constants.NODE, args=args, immutable=True, **options)
+    kwargs = {"finalize": True} if finalize else {}
+    return app.signature(constants.NODE, args=args, kwargs=kwargs, immutable=True, **options)
 
 
-def build_canvas(flow_run_id: str) -> Signature | None:
-    """Prepare a flow run (task runs, parameters) and return its canvas, or None
-    when the run is not in a state to start."""
-    store = b.store
-    run = store.get_flow_run(flow_run_id)
-    lf = loaded(store, run.flow_id)
-    params = dict(run.parameters or {})
-    tasks = [(t.slug or t.name, t.name) for t in lf.flow.tasks]
-    done = {t.slug or "": params.get(t.name, t.default) for t in lf.flow.parameters()}
-    store.create_task_runs(flow_run_id, tasks, done=done)
-    finalize_sig = app.signature(
+def finalize_signature(lf: LoadedFlow, flow_run_id: str) -> Signature:
+    """The signature of ``finalize`` for a flow run."""
+    return app.signature(
         constants.FINALIZE,
         args=(flow_run_id,),
         immutable=True,
         shadow=f"{lf.version.name}/finalize",
         queue=b.settings.queue,
     )
-    slugs = lf.node_slugs()
-    if not slugs:
-        return finalize_sig
-    node_set = set(slugs)
-    edges = [(up, slug) for slug in slugs for up, *_ in lf.upstream[slug] if up in node_set]
-    plan = compile_dag(slugs, edges)
+
+
+def build_canvas(lf: LoadedFlow, flow_run_id: str) -> Signature:
+    """A flow run's canvas: its nodes in DAG order, then ``finalize``. When one node
+    ends the flow (every other node precedes it), that node finalizes the run
+    itself, one message fewer."""
+    plan = lf.plan
+    if plan is None:
+        return finalize_signature(lf, flow_run_id)
+    last = plan.parts[-1] if isinstance(plan, Chain) else plan
+    last_slug = last.slug if isinstance(last, Node) else None
     body = to_signature(
         plan,
-        lambda s: node_signature(lf, flow_run_id, s),
+        lambda s: node_signature(lf, flow_run_id, s, finalize=s == last_slug),
         barrier=lambda: app.signature(
             constants.BARRIER,
             immutable=True,
@@ -125,7 +133,18 @@ def build_canvas(flow_run_id: str) -> Signature | None:
             queue=b.settings.queue,
         ),
     )
-    return chain(body, finalize_sig)
+    return body if last_slug is not None else chain(body, finalize_signature(lf, flow_run_id))
+
+
+def begin(run: FlowRun, state: State, lf: LoadedFlow) -> bool:
+    """Create a startable run's task runs and move it to Running (announced)."""
+    params = dict(run.parameters or {})
+    tasks = [(t.slug or t.name, t.name) for t in lf.flow.tasks]
+    done = {t.slug or "": params.get(t.name, t.default) for t in lf.flow.parameters()}
+    if b.store.begin_flow_run(run.id, tasks, done, [state]):
+        b.notify(run.id, State.RUNNING)
+        return True
+    return False
 
 
 STARTABLE = (State.SUBMITTED, State.PENDING, State.QUEUED, State.SCHEDULED)
@@ -156,30 +175,104 @@ def wake(run_ids: list[str]) -> None:
         b.app.send_task(constants.START_FLOW_RUN, args=[run_id], queue=b.settings.queue)
 
 
+def _worker() -> str:
+    """This worker process, as task runs record it."""
+    return f"{HOSTNAME}:{os.getpid()}"
+
+
+def _owner() -> str:
+    """A fresh lease owner for one claim."""
+    return f"{_worker()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_inline(lf: LoadedFlow, run: FlowRun) -> State | Signature | None:
+    """Run a one-task flow run's task here, in the Celery task that started the run
+    (or waits for it), and finalize it: no canvas, no further messages.
+
+    Returns:
+        The run's final state when it is final; the signature of the node task
+        that takes over when the task retries later, waits for a child run, or a
+        backend failed; None when another worker holds the task run's lease (it
+        finishes the run, or the sweeper finds it stuck).
+    """
+    slug = lf.inline_slug
+    assert slug is not None
+    store = b.store
+    tr_id = task_run_id(run.id, slug)
+    owner = _owner()
+    handover = node_signature(lf, run.id, slug, finalize=True)
+    try:
+        claim = store.claim_task_run(tr_id, run.id, owner, b.settings.lease_seconds, _worker())
+        if not claim.claimed:
+            if State(claim.task_run.state).is_final:
+                return State(finalize_run(run.id, lf)["state"])
+            return handover if claim.task_run.child_flow_run_id else None
+        outcome = execute(lf, claim.flow_run, claim.task_run, slug, -1, None, owner)
+        if outcome.wait_for is not None:
+            store.finish_task_run(
+                tr_id, run.id, State.RUNNING, outcome.message, owner=owner,
+                child_flow_run_id=outcome.wait_for.flow_run_id,
+            )  # fmt: skip
+            return handover  # the node splices the child in
+        if not store.finish_task_run(
+            tr_id, run.id, outcome.state, outcome.message, outcome.result, owner=owner
+        ):
+            return None  # our lease was lost: its new holder records the run
+        if outcome.state is State.RETRYING:
+            return handover.set(countdown=outcome.retry_in or 0)
+        return State(finalize_run(run.id, lf, claim.flow_run, {slug: outcome.state})["state"])
+    except (BackendUnavailable, redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("flow run %s: %s; its node task takes over", run.id, exc)
+        return handover
+
+
 @app.task(name=constants.START_FLOW_RUN, bind=True, base=InfraRetrying)
 def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
-    """Move a submitted flow run to Running and send its canvas, once it has a
-    slot of each of its limited labels (else it waits in Queued)."""
+    """Move a submitted flow run to Running and send its canvas (a one-task flow
+    runs right here), once it has a slot of each of its limited labels (else it
+    waits in Queued)."""
     run = b.store.get_flow_run(flow_run_id)
     state = State(run.state)
     if state.is_final:
         wake(slots.release(run.id, run.labels))
-    elif state in STARTABLE and not _spliced(run):
-        arrival = (aware(run.created) or utcnow()).timestamp()
-        if run.labels and not slots.acquire(run.id, run.labels, arrival):
-            _queue(run, state)
-            return {"flow_run": flow_run_id, "state": State.QUEUED.value}
-        try:
-            canvas = build_canvas(flow_run_id)
-        except BackendUnavailable:
-            raise  # retried with backoff (InfraRetrying)
-        except OrchestratorError as exc:
-            if b.set_flow_run_state(flow_run_id, State.FAILED, str(exc)):
-                wake(slots.release(run.id, run.labels))
-            return {"flow_run": flow_run_id, "state": State.FAILED.value}
-        if b.set_flow_run_state(flow_run_id, State.RUNNING, expected=[state]) and canvas:
-            canvas.apply_async()
-    return {"flow_run": flow_run_id, "state": b.store.get_flow_run(flow_run_id).state}
+        return {"flow_run": flow_run_id, "state": state.value}
+    again = self.request.retries or (self.request.delivery_info or {}).get("redelivered")
+    if state is State.RUNNING and again:
+        # this task died or failed while running a one-task flow inline: resume it
+        # (the claim runs the task again only if its lease expired)
+        lf = loaded(b.store, run.flow_id)
+        if lf.inline_slug is not None:
+            return _started(run.id, run_inline(lf, run))
+    if state not in STARTABLE or _spliced(run):
+        return {"flow_run": flow_run_id, "state": state.value}
+    arrival = (aware(run.created) or utcnow()).timestamp()
+    if run.labels and not slots.acquire(run.id, run.labels, arrival):
+        _queue(run, state)
+        return {"flow_run": flow_run_id, "state": State.QUEUED.value}
+    try:
+        lf = loaded(b.store, run.flow_id)
+        canvas = build_canvas(lf, flow_run_id)
+    except BackendUnavailable:
+        raise  # retried with backoff (InfraRetrying)
+    except OrchestratorError as exc:
+        if b.set_flow_run_state(flow_run_id, State.FAILED, str(exc)):
+            wake(slots.release(run.id, run.labels))
+        return {"flow_run": flow_run_id, "state": State.FAILED.value}
+    if not begin(run, state, lf):
+        return {"flow_run": flow_run_id, "state": b.store.get_flow_run(flow_run_id).state}
+    if lf.inline_slug is not None:
+        return _started(flow_run_id, run_inline(lf, run))
+    canvas.apply_async()
+    return {"flow_run": flow_run_id, "state": State.RUNNING.value}
+
+
+def _started(flow_run_id: str, inline: State | Signature | None) -> dict[str, str]:
+    """Send the node that takes over an inline run, if any; what start_flow_run returns."""
+    if isinstance(inline, State):
+        return {"flow_run": flow_run_id, "state": inline.value}
+    if inline is not None:
+        inline.apply_async()
+    return {"flow_run": flow_run_id, "state": State.RUNNING.value}
 
 
 @app.task(name=constants.RESUBMIT, base=InfraRetrying)
@@ -190,9 +283,7 @@ def resubmit(flow_run_id: str) -> dict[str, str]:
     child runs are found by their idempotency keys."""
     run = b.store.get_flow_run(flow_run_id)
     if State(run.state) is State.RUNNING:
-        canvas = build_canvas(flow_run_id)
-        if canvas is not None:
-            canvas.apply_async()
+        build_canvas(loaded(b.store, run.flow_id), flow_run_id).apply_async()
     return {"flow_run": flow_run_id, "state": run.state}
 
 
@@ -231,28 +322,127 @@ def heartbeat(
 
 
 def _splice_child(
-    self: CeleryTask, flow_run_id: str, slug: str, map_index: int, child_id: str
-) -> None:
-    """Replace this node with the child run's canvas followed by ``mirror``."""
-    mirror_sig = app.signature(
-        constants.MIRROR,
-        args=(flow_run_id, slug, child_id, map_index),
-        immutable=True,
-        shadow=self.request.shadow or f"{slug}/mirror",  # keeps the node's flow/slug in Flower
-        queue=b.settings.queue,
-    )
-    sig: Signature = mirror_sig
+    self: CeleryTask,
+    flow_run_id: str,
+    slug: str,
+    map_index: int,
+    child_id: str,
+    lf: LoadedFlow | None,
+    finalize: bool,
+) -> dict[str, str]:
+    """Take a child run's final state into this waiting task run.
+
+    A child not started yet starts here: a one-task child runs at once in this
+    task, then its state is mirrored here too; any other child's canvas replaces
+    this node, followed by ``mirror`` (and ``finalize`` when this node ends its
+    flow)."""
+    tail: list[Signature] = [
+        app.signature(
+            constants.MIRROR,
+            args=(flow_run_id, slug, child_id, map_index),
+            immutable=True,
+            shadow=self.request.shadow or f"{slug}/mirror",  # keeps flow/slug in Flower
+            queue=b.settings.queue,
+        )
+    ]
+    if finalize:
+        lf = lf or loaded(b.store, b.store.get_flow_run(flow_run_id).flow_id)
+        tail.append(finalize_signature(lf, flow_run_id))
     child = b.store.get_flow_run(child_id)
     child_state = State(child.state)
-    if child_state in STARTABLE:
+    head: Signature | None = None
+    if child_state is State.RUNNING:
+        child_lf = loaded(b.store, child.flow_id)
+        if child_lf.inline_slug is not None:
+            # a one-task child runs inside this node; a delivery that died doing so
+            # left it Running: run it again once its lease has expired
+            inline = run_inline(child_lf, child)
+            if isinstance(inline, State):
+                return _mirror_inline(flow_run_id, slug, child_id, map_index, lf, finalize)
+            if inline is None:  # held by a live lease: look again shortly
+                raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
+            head = inline
+    elif child_state in STARTABLE:
         arrival = (aware(child.created) or utcnow()).timestamp()
         if not slots.acquire(child_id, child.labels, arrival, parent_id=flow_run_id):
             _queue(child, child_state)
+            b.store.touch_flow_run(flow_run_id)  # alive: the sweeper leaves the parent be
             raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
-        canvas = build_canvas(child_id)
-        if b.set_flow_run_state(child_id, State.RUNNING, expected=[child_state]) and canvas:
-            sig = chain(canvas, mirror_sig)
-    raise self.replace(sig)
+        child_lf = loaded(b.store, child.flow_id)
+        if begin(child, child_state, child_lf):
+            if child_lf.inline_slug is not None:
+                inline = run_inline(child_lf, child)
+                if isinstance(inline, State):
+                    return _mirror_inline(flow_run_id, slug, child_id, map_index, lf, finalize)
+                head = inline
+            else:
+                head = build_canvas(child_lf, child_id)
+    raise self.replace(chain(head, *tail) if head is not None else chain(*tail))
+
+
+def _mirror_inline(
+    flow_run_id: str,
+    slug: str,
+    child_id: str,
+    map_index: int,
+    lf: LoadedFlow | None,
+    finalize: bool,
+) -> dict[str, str]:
+    """Take a child run that just ended here into its waiting task run."""
+    mirrored = mirror_child(flow_run_id, slug, child_id, map_index)
+    if finalize:
+        finalize_run(flow_run_id, lf)
+    return mirrored
+
+
+def execute(
+    lf: LoadedFlow,
+    run: FlowRun,
+    tr: TaskRun,
+    slug: str,
+    map_index: int,
+    element: dict[str, Any] | None,
+    owner: str,
+) -> Outcome:
+    """Run a claimed task run's code, or say why it does not run (its trigger, a
+    cancelled flow run)."""
+    if State(run.state) is State.CANCELLED:
+        return Outcome(State.CANCELLED, message="flow run cancelled")
+    store = b.store
+    task = lf.task(slug)
+    limited = bool(run.labels or run.parent_flow_run_id)
+    if limited:
+        slots.renew(run.id)
+    upstream = _upstream(store, lf, run.id, slug, map_index, element)
+    constants_ = lf.flow.constants.get(task, {})
+    if element:
+        modes = lf.flow.constant_modes.get(task, {})
+        constants_ = {k: element[k] if k in modes else v for k, v in constants_.items()}
+    outcome = check_upstream(task, upstream)
+    if outcome is not None:
+        return outcome
+    ctx = RunContext(
+        flow_run_id=run.id,
+        flow_name=lf.version.name,
+        task_slug=slug,
+        task_run_id=tr.id,
+        map_index=map_index,
+        parameters=dict(run.parameters or {}),
+        attempt=tr.attempts,
+    )
+    lease = b.settings.lease_seconds
+    with (
+        entered(ctx),
+        heartbeat(store, tr.id, owner, lease, run.id if limited else None),
+        logcapture.task_run_logs(store, run.id, tr.id, tr.attempts),
+    ):
+        return run_code(
+            task,
+            gather_inputs(constants_, upstream),
+            tr.attempts,
+            call=logcapture.traced,
+            timeout_errors=(SoftTimeLimitExceeded,),
+        )
 
 
 @app.task(name=constants.NODE, bind=True, base=InfraRetrying)
@@ -262,80 +452,50 @@ def node(
     slug: str,
     map_index: int = -1,
     element: dict[str, Any] | None = None,
+    finalize: bool = False,
 ) -> dict[str, str]:
-    """Run one task run of a flow run and return its recorded state.
+    """Run one task run of a flow run and return its recorded state; with
+    ``finalize``, then record the flow run's state.
 
     A mapped task's own node maps: it records its children and replaces itself with
     a chord of one node per element, closed by ``collect_map``."""
     store = b.store
     tr_id = task_run_id(flow_run_id, slug, map_index)
-    owner = f"{HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    lease = b.settings.lease_seconds
-    claim = store.claim_task_run(tr_id, flow_run_id, owner, lease, f"{HOSTNAME}:{os.getpid()}")
+    owner = _owner()
+    claim = store.claim_task_run(tr_id, flow_run_id, owner, b.settings.lease_seconds, _worker())
     tr = claim.task_run
     if not claim.claimed:
-        if State(tr.state).is_final:
-            return recorded(tr)
-        if tr.child_flow_run_id:
-            _splice_child(self, flow_run_id, slug, map_index, tr.child_flow_run_id)
-        raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
-
-    run = store.get_flow_run(flow_run_id)
-    lf = loaded(store, run.flow_id)
-    task = lf.task(slug)
-    limited = bool(run.labels or run.parent_flow_run_id)
-    if limited:
-        slots.renew(flow_run_id)
-    if State(run.state) is State.CANCELLED:
-        store.finish_task_run(
-            tr_id, flow_run_id, State.CANCELLED, "flow run cancelled", owner=owner
-        )
-        return recorded(store.get_task_run(tr_id) or tr)
-    upstream = _upstream(store, lf, flow_run_id, slug, map_index, element)
-    constants_ = lf.flow.constants.get(task, {})
-    outcome: Outcome | None
-    if slug in lf.mapped and map_index < 0:
-        outcome = _map(self, lf, flow_run_id, slug, tr_id, owner, upstream)
-    else:
-        if element:
-            modes = lf.flow.constant_modes.get(task, {})
-            constants_ = {k: element[k] if k in modes else v for k, v in constants_.items()}
-        outcome = check_upstream(task, upstream)
-    if outcome is None:
-        ctx = RunContext(
-            flow_run_id=flow_run_id,
-            flow_name=lf.version.name,
-            task_slug=slug,
-            task_run_id=tr_id,
-            map_index=map_index,
-            parameters=dict(run.parameters or {}),
-            attempt=tr.attempts,
-        )
-        with (
-            entered(ctx),
-            heartbeat(store, tr_id, owner, lease, flow_run_id if limited else None),
-            logcapture.task_run_logs(store, flow_run_id, tr_id, tr.attempts),
-        ):
-            outcome = run_code(
-                task,
-                gather_inputs(constants_, upstream),
-                tr.attempts,
-                call=logcapture.traced,
-                timeout_errors=(SoftTimeLimitExceeded,),
+        if tr.child_flow_run_id and not State(tr.state).is_final:
+            return _splice_child(
+                self, flow_run_id, slug, map_index, tr.child_flow_run_id, None, finalize
             )
+        if not State(tr.state).is_final:
+            raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
+        if finalize:
+            finalize_run(flow_run_id)
+        return recorded(tr)
+    run = claim.flow_run
+    lf = loaded(store, run.flow_id)
+    if slug in lf.mapped and map_index < 0 and State(run.state) is not State.CANCELLED:
+        outcome = _map(self, lf, run, slug, tr_id, owner, finalize)
+    else:
+        outcome = execute(lf, run, tr, slug, map_index, element, owner)
     if outcome.wait_for is not None:
         child_id = outcome.wait_for.flow_run_id
         store.finish_task_run(
             tr_id, flow_run_id, State.RUNNING, outcome.message, owner=owner,
             child_flow_run_id=child_id,
         )  # fmt: skip
-        _splice_child(self, flow_run_id, slug, map_index, child_id)
-    store.finish_task_run(
+        return _splice_child(self, flow_run_id, slug, map_index, child_id, lf, finalize)
+    if not store.finish_task_run(
         tr_id, flow_run_id, outcome.state, outcome.message, outcome.result, owner=owner
-    )
+    ):
+        return recorded(store.get_task_run(tr_id) or tr)  # another delivery recorded it
     if outcome.state is State.RETRYING:
         raise self.retry(countdown=outcome.retry_in or 0, max_retries=None)
-    return recorded(store.get_task_run(tr_id) or tr)
+    if finalize:
+        finalize_run(flow_run_id, lf, run, {slug: outcome.state} if map_index < 0 else None)
+    return _recorded(tr_id, outcome.state)
 
 
 def _upstream(
@@ -367,14 +527,15 @@ def _upstream(
 def _map(
     self: CeleryTask,
     lf: LoadedFlow,
-    flow_run_id: str,
+    run: FlowRun,
     slug: str,
     tr_id: str,
     owner: str,
-    upstream: list[Upstream],
+    finalize: bool,
 ) -> Outcome:
     """Fan a mapped task out over its elements, or say why it ends now."""
     task = lf.task(slug)
+    upstream = _upstream(b.store, lf, run.id, slug, -1, None)
     whole = [u for u in upstream if not (u.mapped and u.slug in lf.mapped)]
     stop = check_upstream(task, whole)
     if stop is not None:
@@ -388,19 +549,20 @@ def _map(
     width = map_width(lists)
     if width == 0:
         return mapped_outcome([])
-    b.store.start_mapped_task_run(tr_id, flow_run_id, slug, task.name, width, owner)
+    b.store.start_mapped_task_run(tr_id, run.id, slug, task.name, width, owner)
     header = [
-        node_signature(lf, flow_run_id, slug, i, {k: v[i] for k, v in lists.items()})
+        node_signature(lf, run.id, slug, i, {k: v[i] for k, v in lists.items()})
         for i in range(width)
     ]
     body = app.signature(
         constants.COLLECT_MAP,
-        args=(flow_run_id, slug, width),
+        args=(run.id, slug, width),
         immutable=True,
         shadow=f"{lf.version.name}/{slug}/collect",
         queue=b.settings.queue,
     )
-    raise self.replace(chord(header, body))
+    fan_out = chord(header, body)
+    raise self.replace(chain(fan_out, finalize_signature(lf, run.id)) if finalize else fan_out)
 
 
 @app.task(name=constants.COLLECT_MAP, base=InfraRetrying)
@@ -419,26 +581,34 @@ def collect_map(flow_run_id: str, slug: str, width: int) -> dict[str, str]:
     return recorded(tr)
 
 
+def mirror_child(flow_run_id: str, slug: str, child_id: str, map_index: int) -> dict[str, str]:
+    """Give a waiting task run its final child run's state; the recorded state."""
+    store = b.store
+    tr_id = task_run_id(flow_run_id, slug, map_index)
+    tr = store.get_task_run(tr_id)
+    assert tr is not None
+    if State(tr.state).is_final:
+        return recorded(tr)
+    child = store.get_flow_run(child_id)
+    results = {t.slug: t.result for t in store.task_runs(child_id) if t.map_index == -1}
+    state, message, result = mirror_outcome(child_id, State(child.state), child.message, results)
+    if store.finish_task_run(tr_id, flow_run_id, state, message, result):
+        return _recorded(tr_id, state, child_id)
+    return recorded(store.get_task_run(tr_id) or tr)
+
+
 @app.task(name=constants.MIRROR, bind=True, base=InfraRetrying)
 def mirror(
     self: CeleryTask, flow_run_id: str, slug: str, child_id: str, map_index: int = -1
 ) -> dict[str, str]:
     """Give a waiting task run its child flow run's final state."""
-    store = b.store
-    tr_id = task_run_id(flow_run_id, slug, map_index)
-    tr = store.get_task_run(tr_id)
-    assert tr is not None
-    if not State(tr.state).is_final:
-        child = store.get_flow_run(child_id)
-        if not State(child.state).is_final:
-            raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
-        results = {t.slug: t.result for t in store.task_runs(child_id) if t.map_index == -1}
-        state, message, result = mirror_outcome(
-            child_id, State(child.state), child.message, results
-        )
-        store.finish_task_run(tr_id, flow_run_id, state, message, result)
-        tr = store.get_task_run(tr_id) or tr
-    return recorded(tr)
+    child = b.store.get_flow_run(child_id)
+    if not State(child.state).is_final:
+        tr = b.store.get_task_run(task_run_id(flow_run_id, slug, map_index))
+        if tr is not None and State(tr.state).is_final:
+            return recorded(tr)
+        raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
+    return mirror_child(flow_run_id, slug, child_id, map_index)
 
 
 @app.task(name=constants.BARRIER, base=InfraRetrying)
@@ -446,21 +616,47 @@ def barrier() -> None:
     """A no-op that joins a group inside a nested canvas (see ``workers.canvas``)."""
 
 
-@app.task(name=constants.FINALIZE, bind=True, base=InfraRetrying)
-def finalize(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
-    """Record a flow run's final state from its reference tasks."""
+def finalize_run(
+    flow_run_id: str,
+    lf: LoadedFlow | None = None,
+    run: FlowRun | None = None,
+    known: dict[str, State] | None = None,
+) -> dict[str, str]:
+    """Record a flow run's final state from its reference tasks and give back its
+    slots.
+
+    Args:
+        flow_run_id: the run.
+        lf: its loaded flow, when the caller has it.
+        run: the run as the caller last read it while Running (saves a read).
+        known: states of reference tasks the caller just recorded (saves a read).
+    """
     store = b.store
-    run = store.get_flow_run(flow_run_id)
-    if not State(run.state).is_final:
-        lf = loaded(store, run.flow_id)
-        ids = {task_run_id(flow_run_id, s): s for s in lf.reference}
-        states = {ids[i]: State(t.state) for i, t in store.task_runs_by_id(list(ids)).items()}
-        final, message = flow_state(states)
-        b.set_flow_run_state(flow_run_id, final, message, expected=[State.RUNNING])
+    if run is None or State(run.state) is not State.RUNNING:
         run = store.get_flow_run(flow_run_id)
+    state = State(run.state)
+    if not state.is_final:
+        lf = lf or loaded(store, run.flow_id)
+        known = known or {}
+        ids = {task_run_id(flow_run_id, s): s for s in lf.reference if s not in known}
+        states = dict(known)
+        if ids:
+            rows = store.task_runs_by_id(list(ids))
+            states.update({ids[i]: State(t.state) for i, t in rows.items()})
+        final, message = flow_state({s: states[s] for s in lf.reference})
+        if b.set_flow_run_state(flow_run_id, final, message, expected=[State.RUNNING]):
+            state = final
+        else:
+            state = State(store.get_flow_run(flow_run_id).state)
     if run.labels or run.parent_flow_run_id:
         wake(slots.release(flow_run_id, run.labels))
-    return {"flow_run": flow_run_id, "state": run.state}
+    return {"flow_run": flow_run_id, "state": state.value}
+
+
+@app.task(name=constants.FINALIZE, base=InfraRetrying)
+def finalize(flow_run_id: str) -> dict[str, str]:
+    """Record a flow run's final state from its reference tasks."""
+    return finalize_run(flow_run_id)
 
 
 __all__ = [

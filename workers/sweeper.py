@@ -34,9 +34,7 @@ class SweepReport:
     redispatched: list[str] = field(default_factory=list)
 
 
-def sweep(
-    b: Backends, now: datetime, stale_seconds: float, max_resubmits: int = 3
-) -> SweepReport:
+def sweep(b: Backends, now: datetime, stale_seconds: float, max_resubmits: int = 3) -> SweepReport:
     """Find and recover stuck runs (see the module docstring)."""
     report = SweepReport()
     cutoff = now - timedelta(seconds=stale_seconds)

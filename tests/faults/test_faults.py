@@ -22,6 +22,7 @@ import redis
 from sqlalchemy import func, select, text
 
 from orchestrator import State
+from orchestrator.errors import FlowRunTimeout
 from orchestrator.models import StateEvent
 from orchestrator.runtime import backends
 from tests.conftest import Fleet
@@ -43,8 +44,9 @@ def _prepare(fleet: Fleet) -> None:
 
 
 @contextlib.contextmanager
-def _beat(fleet: Fleet, folder: Path) -> Iterator[BeatProcess]:
-    beat = BeatProcess(dict(fleet.env), folder, "faults")
+def _beat(fleet: Fleet) -> Iterator[BeatProcess]:
+    beat = BeatProcess(dict(fleet.env), fleet.log_dir, "faults")  # its log joins the workers'
+
     try:
         yield beat
     finally:
@@ -56,13 +58,14 @@ def _check_runs(fleet: Fleet, ids: list[str], timeout: float, started: float, na
     runs = []
     for run_id in ids:
         remaining = max(1.0, deadline - time.monotonic())
-        runs.append(fleet.client.wait_for_flow_run(run_id, timeout=remaining))
+        try:
+            runs.append(fleet.client.wait_for_flow_run(run_id, timeout=remaining))
+        except FlowRunTimeout:
+            raise AssertionError(fleet.describe(run_id)) from None
     recovered = time.monotonic() - started
     duplicates = 0
     for run in runs:
         bad = [(t.slug, t.state.value, t.message) for t in run.task_runs if not t.state.is_successful]
-        if run.state is not State.SUCCESS:
-            Path('/tmp/fault-logs.txt').write_text(fleet.logs())
         assert run.state is State.SUCCESS, (run.id, run.message, bad)
         assert run.task_run("combine").result == ["B", "C"]
         names = sorted(fleet.client.get_flow_run(c, task_runs=False).flow_name for c in run.children)
@@ -90,7 +93,7 @@ def test_sigkill_random_worker_processes(fresh_fleet: Fleet, tmp_path: Path) -> 
     for w in fresh_fleet.workers:
         w.wait_ready(backends(fresh_fleet.settings).app)
     rng = random.Random(7)
-    with _beat(fresh_fleet, tmp_path):
+    with _beat(fresh_fleet):
         started = time.monotonic()
         ids = [fresh_fleet.client.create_flow_run("dup-parent", duplicating.PROJECT)
                for _ in range(50)]
@@ -144,7 +147,7 @@ def test_redis_restarted_without_persistence(database_url: str, tmp_path: Path) 
         _prepare(fleet)
         fleet.start_worker()
         fleet.start_worker()
-        with _beat(fleet, tmp_path):
+        with _beat(fleet):
             started = time.monotonic()
             ids = [fleet.client.create_flow_run("dup-parent", duplicating.PROJECT)
                    for _ in range(10)]
@@ -156,6 +159,9 @@ def test_redis_restarted_without_persistence(database_url: str, tmp_path: Path) 
             server = _start_redis(port, tmp_path)
             # Then every run still finishes (the sweeper sends lost runs again)
             _check_runs(fleet, ids, 240, started, "Redis restart")
+            # and no worker died of the lost connection
+            dead = [w.hostname for w in fleet.workers if w.proc.poll() is not None]
+            assert not dead, f"workers exited when Redis restarted: {dead}\n{fleet.logs()}"
     finally:
         fleet.stop()
         server.kill()
@@ -201,7 +207,7 @@ def test_database_unreachable_for_a_few_seconds(fresh_fleet: Fleet, tmp_path: Pa
     _prepare(fresh_fleet)
     fresh_fleet.start_worker()
     fresh_fleet.start_worker()
-    with _beat(fresh_fleet, tmp_path):
+    with _beat(fresh_fleet):
         started = time.monotonic()
         ids = [fresh_fleet.client.create_flow_run("dup-parent", duplicating.PROJECT)
                for _ in range(10)]

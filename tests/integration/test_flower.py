@@ -152,7 +152,8 @@ def test_flower_lists_workers_and_readable_node_tasks(
     fleet.client.register(deploy.watched, project)
     runs = [run_and_wait(fleet, "watched", project) for _ in range(3)]
     assert all(info.state is State.SUCCESS for info in runs), [i.message for i in runs]
-    wanted = {f"watched/{slug}" for slug in "ABCD"} | {"watched/start", "watched/finalize"}
+    # (D, which ends the flow, records the flow run's state itself: no finalize task)
+    wanted = {f"watched/{slug}" for slug in "ABCD"} | {"watched/start"}
 
     # Then Flower lists their node tasks by readable names (flow/slug), with the
     # flow run id in their arguments, in state SUCCESS, on the fleet's workers
@@ -201,11 +202,7 @@ def test_a_flow_of_flows_in_flower(fleet: Fleet, flower: FlowerProcess) -> None:
     assert parent.state is State.SUCCESS, parent.message
     kids = {fleet.client.get_flow_run(c).flow_name: c for c in parent.children}
     assert set(kids) == set("ABCD")
-    wanted = {f"parent-flow/flow_{x}" for x in "abcd"} | {
-        "parent-flow/start",
-        "parent-flow/finalize",
-    }
-    wanted |= {f"{x}/step" for x in "ABCD"} | {f"{x}/finalize" for x in "ABCD"}
+    wanted = {f"parent-flow/flow_{x}" for x in "abcd"} | {"parent-flow/start"}
 
     def tree() -> dict[str, dict[str, Any]]:
         tasks = flower.get("/api/tasks").values()
@@ -219,25 +216,20 @@ def test_a_flow_of_flows_in_flower(fleet: Fleet, flower: FlowerProcess) -> None:
     except AssertionError:
         seen = sorted({t["name"] for t in flower.get("/api/tasks").values()})
         raise AssertionError(f"Flower shows the task names {seen}") from None
-    # Then each StartFlowRun node keeps its name parent-flow/<slug> until it takes
-    # the child's state, the child's nodes are named after the child flow and carry
-    # the child's run id, and every task of the tree shares the parent's root task
+    # Then each StartFlowRun node is named parent-flow/<slug>, and, as each child is
+    # a one-task flow, it ran inside that node, whose result names the child run;
+    # every task of the tree shares the parent's root task
     assert set(mine) == wanted, sorted(mine)
     root = mine["parent-flow/start"]["uuid"]
     assert {t["root_id"] for t in mine.values()} == {root}
     for x in "ABCD":
-        assert kids[x] in mine[f"{x}/step"]["args"]
         node = mine[f"parent-flow/flow_{x.lower()}"]
-        assert parent.id in node["args"] and kids[x] in node["args"]
-    # and Flower's search finds a run's tasks by its id
+        assert parent.id in node["args"] and kids[x] in node["result"]
+    # and Flower's search finds a run's tasks by its id, a child's by the child's
     found = flower.get(f"/api/tasks?search={parent.id}")
-    assert {t["name"] for t in found.values()} >= {
-        "parent-flow/start",
-        "parent-flow/flow_a",
-        "parent-flow/finalize",
-    }
+    assert {t["name"] for t in found.values()} >= {"parent-flow/start", "parent-flow/flow_a"}
     found = flower.get(f"/api/tasks?search={kids['B']}")
-    assert {t["name"] for t in found.values()} >= {"B/step", "B/finalize"}
+    assert {t["name"] for t in found.values()} >= {"parent-flow/flow_b"}
 
 
 def test_flower_refuses_requests_without_credentials(flower: FlowerProcess) -> None:

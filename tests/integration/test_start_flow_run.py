@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import State
+from orchestrator.errors import FlowRunTimeout
 from orchestrator.loader import flows_in
 from tests.conftest import ROOT, Fleet
 from tests.flows import children
@@ -215,7 +216,10 @@ def test_sigkill_during_start_flow_run_makes_one_child_per_node(fresh_fleet: Fle
             os.kill(pid, signal.SIGKILL)
     # Then every parent ends Success with exactly one child per StartFlowRun node
     for run_id in ids:
-        parent = fresh_fleet.client.wait_for_flow_run(run_id, timeout=120)
+        try:
+            parent = fresh_fleet.client.wait_for_flow_run(run_id, timeout=120)
+        except FlowRunTimeout:
+            raise AssertionError(fresh_fleet.describe(run_id)) from None
         assert parent.state is State.SUCCESS, (parent.message, fresh_fleet.logs())
         names = sorted(fresh_fleet.client.get_flow_run(c).flow_name for c in parent.children)
         assert names == ["A", "B", "C", "D"]

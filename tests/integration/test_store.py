@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from orchestrator import (
 from orchestrator.client import Client
 from orchestrator.config import Settings
 from orchestrator.models import FlowRun, FlowVersion
-from orchestrator.store import Store, task_run_id
+from orchestrator.store import Store, task_run_id, utcnow
 from tests.conftest import DATABASE_ENV
 
 TABLES = {"projects", "flows", "flow_runs", "task_runs", "state_events", "alembic_version"}
@@ -440,3 +441,27 @@ def test_task_runs_are_created_once(store: Store, task_run: tuple[str, str]) -> 
         ("extract", "Pending", 0),
         ("load", "Pending", 0),
     ]
+
+
+@pytest.mark.parametrize(
+    ("child_state", "parent_stale"),
+    [(State.RUNNING, False), (State.SUBMITTED, True), (State.QUEUED, True), (State.SUCCESS, True)],
+)
+def test_a_parent_waiting_on_a_child_is_stale_unless_the_child_runs(
+    store: Store, flow_version: FlowVersion, child_state: State, parent_stale: bool
+) -> None:
+    # Given a parent whose task "load" waits on a child run, and no live lease anywhere
+    parent, _ = store.create_flow_run(flow_version, {}, State.RUNNING)
+    store.create_task_runs(parent.id, [("load", "load")])
+    tr_id = task_run_id(parent.id, "load")
+    child, _ = store.create_flow_run(
+        flow_version, {}, child_state, parent_flow_run_id=parent.id, parent_task_run_id=tr_id
+    )
+    store.finish_task_run(tr_id, parent.id, State.RUNNING, child_flow_run_id=child.id)
+    # When the sweeper looks an hour later
+    later = utcnow() + timedelta(hours=1)
+    stale = set(store.stale_running_runs(later, later, limit=100_000))
+    # Then a Running child is watched on its own; one that never started (its start
+    # was lost with the parent's node) or has ended makes the parent stale
+    assert (parent.id in stale) is parent_stale
+    assert (child.id in stale) is (child_state is State.RUNNING)
