@@ -583,44 +583,34 @@ class Store:
         count grows by one.
         Otherwise the recorded run is returned unclaimed.
         """
-        now = utcnow()
         with self.writing() as s:
-            done = _rowcount(
-                s.execute(
-                    update(TaskRun)
-                    .where(
-                        TaskRun.id == task_run_id,
-                        or_(
-                            TaskRun.state.in_([State.PENDING.value, State.RETRYING.value]),
-                            (TaskRun.state == State.RUNNING.value)
-                            & or_(TaskRun.lease_until < now, TaskRun.lease_until.is_(None))
-                            & TaskRun.child_flow_run_id.is_(None),
-                        ),
-                    )
-                    .values(
-                        state=State.RUNNING.value,
-                        lease_owner=owner,
-                        lease_until=now + timedelta(seconds=lease_seconds),
-                        attempts=TaskRun.attempts + 1,
-                        worker=worker,
-                        start_time=func.coalesce(TaskRun.start_time, now),
-                    )
-                )
+            return _claim(s, task_run_id, flow_run_id, owner, lease_seconds, worker)
+
+    def begin_and_claim(
+        self,
+        flow_run_id: str,
+        tasks: Sequence[tuple[str, str]],
+        done: dict[str, Any],
+        expected: Iterable[State],
+        slug: str,
+        owner: str,
+        lease_seconds: float,
+        worker: str | None,
+    ) -> Claim | None:
+        """:meth:`begin_flow_run` and :meth:`claim_task_run` of one task, in one
+        transaction (a one-task flow run about to run in the same worker task).
+
+        Returns:
+            The claim; None, with nothing written, when the run was in none of
+            ``expected``.
+        """
+        with self.writing() as s:
+            if not _set_flow_run_state(s, flow_run_id, State.RUNNING, None, expected):
+                return None
+            _insert_task_runs(s, flow_run_id, tasks, -1, done)
+            return _claim(
+                s, task_run_id(flow_run_id, slug), flow_run_id, owner, lease_seconds, worker
             )
-            if done:
-                s.add(
-                    StateEvent(
-                        flow_run_id=flow_run_id,
-                        task_run_id=task_run_id,
-                        state=State.RUNNING.value,
-                        timestamp=now,
-                    )
-                )
-            run = s.get(TaskRun, task_run_id)
-            flow_run = s.get(FlowRun, flow_run_id)
-        if run is None or flow_run is None:
-            raise FlowRunNotFound(f"no task run {task_run_id!r}")
-        return Claim(bool(done), run, flow_run)
 
     def renew_lease(self, task_run_id: str, owner: str, lease_seconds: float) -> bool:
         """Extend a held lease (the heartbeat)."""
@@ -653,31 +643,33 @@ class Store:
 
         Without an owner the run must not be final yet (used for skips, trigger
         failures and mirrored child states)."""
-        now = utcnow()
-        values: dict[str, Any] = {"state": state.value, "message": message}
-        if state.is_final:
-            values.update(result=result, end_time=now, lease_owner=None, lease_until=None)
-            values["start_time"] = func.coalesce(TaskRun.start_time, now)
-        if child_flow_run_id is not None:
-            values["child_flow_run_id"] = child_flow_run_id
-        cond = [TaskRun.id == task_run_id]
-        if owner is not None:
-            cond += [TaskRun.lease_owner == owner, TaskRun.state == State.RUNNING.value]
-        else:
-            cond.append(TaskRun.state.in_([s.value for s in states_before(state)]))
         with self.writing() as s:
-            done = _rowcount(s.execute(update(TaskRun).where(*cond).values(**values)))
-            if done:
-                s.add(
-                    StateEvent(
-                        flow_run_id=flow_run_id,
-                        task_run_id=task_run_id,
-                        state=state.value,
-                        message=message,
-                        timestamp=now,
-                    )
-                )
-        return bool(done)
+            return _finish(
+                s, task_run_id, flow_run_id, state, message, result, owner, child_flow_run_id
+            )
+
+    def finish_task_and_flow_run(
+        self,
+        task_run_id: str,
+        flow_run_id: str,
+        state: State,
+        message: str | None,
+        result: Any,
+        owner: str,
+        flow_state: State,
+        flow_message: str | None,
+    ) -> tuple[bool, bool]:
+        """Record the task run that ends a flow (while ``owner`` holds its lease) and
+        then the Running flow run's final state, in one transaction.
+
+        Returns:
+            Whether the task run was recorded, and whether the flow run was.
+        """
+        with self.writing() as s:
+            if not _finish(s, task_run_id, flow_run_id, state, message, result, owner):
+                return False, False
+            flow = _set_flow_run_state(s, flow_run_id, flow_state, flow_message, [State.RUNNING])
+            return True, flow
 
     def cancel_pending_task_runs(self, flow_run_id: str, message: str) -> int:
         """Mark every unfinished task run of a flow run Cancelled."""
@@ -1088,3 +1080,88 @@ def _insert_task_runs(
     ]
     if rows:
         s.execute(insert(TaskRun), rows)
+
+
+def _claim(
+    s: Session,
+    task_run_id: str,
+    flow_run_id: str,
+    owner: str,
+    lease_seconds: float,
+    worker: str | None,
+) -> Claim:
+    """Claim a task run in session ``s`` (see :meth:`Store.claim_task_run`)."""
+    now = utcnow()
+    done = _rowcount(
+        s.execute(
+            update(TaskRun)
+            .where(
+                TaskRun.id == task_run_id,
+                or_(
+                    TaskRun.state.in_([State.PENDING.value, State.RETRYING.value]),
+                    (TaskRun.state == State.RUNNING.value)
+                    & or_(TaskRun.lease_until < now, TaskRun.lease_until.is_(None))
+                    & TaskRun.child_flow_run_id.is_(None),
+                ),
+            )
+            .values(
+                state=State.RUNNING.value,
+                lease_owner=owner,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=TaskRun.attempts + 1,
+                worker=worker,
+                start_time=func.coalesce(TaskRun.start_time, now),
+            )
+        )
+    )
+    if done:
+        s.add(
+            StateEvent(
+                flow_run_id=flow_run_id,
+                task_run_id=task_run_id,
+                state=State.RUNNING.value,
+                timestamp=now,
+            )
+        )
+    run = s.get(TaskRun, task_run_id)
+    flow_run = s.get(FlowRun, flow_run_id)
+    if run is None or flow_run is None:
+        raise FlowRunNotFound(f"no task run {task_run_id!r}")
+    return Claim(bool(done), run, flow_run)
+
+
+def _finish(
+    s: Session,
+    task_run_id: str,
+    flow_run_id: str,
+    state: State,
+    message: str | None = None,
+    result: Any = None,
+    owner: str | None = None,
+    child_flow_run_id: str | None = None,
+) -> bool:
+    """Record a task run's new state in session ``s`` (see :meth:`Store.finish_task_run`)."""
+    now = utcnow()
+    values: dict[str, Any] = {"state": state.value, "message": message}
+    if state.is_final:
+        values.update(result=result, end_time=now, lease_owner=None, lease_until=None)
+        values["start_time"] = func.coalesce(TaskRun.start_time, now)
+    if child_flow_run_id is not None:
+        values["child_flow_run_id"] = child_flow_run_id
+    cond = [TaskRun.id == task_run_id]
+    if owner is not None:
+        cond += [TaskRun.lease_owner == owner, TaskRun.state == State.RUNNING.value]
+    else:
+        cond.append(TaskRun.state.in_([x.value for x in states_before(state)]))
+    done = _rowcount(s.execute(update(TaskRun).where(*cond).values(**values)))
+    if done:
+        s.add(
+            StateEvent(
+                flow_run_id=flow_run_id,
+                task_run_id=task_run_id,
+                state=state.value,
+                message=message,
+                timestamp=now,
+            )
+        )
+    return bool(done)

@@ -138,9 +138,7 @@ def build_canvas(lf: LoadedFlow, flow_run_id: str) -> Signature:
 
 def begin(run: FlowRun, state: State, lf: LoadedFlow) -> bool:
     """Create a startable run's task runs and move it to Running (announced)."""
-    params = dict(run.parameters or {})
-    tasks = [(t.slug or t.name, t.name) for t in lf.flow.tasks]
-    done = {t.slug or "": params.get(t.name, t.default) for t in lf.flow.parameters()}
+    tasks, done = _task_rows(lf, run)
     if b.store.begin_flow_run(run.id, tasks, done, [state]):
         b.notify(run.id, State.RUNNING)
         return True
@@ -185,24 +183,53 @@ def _owner() -> str:
     return f"{_worker()}:{uuid.uuid4().hex[:8]}"
 
 
-def run_inline(lf: LoadedFlow, run: FlowRun) -> State | Signature | None:
+def _task_rows(lf: LoadedFlow, run: FlowRun) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """A run's task runs to create: (slug, name) of every task, and the parameters'
+    values (recorded as Success at once)."""
+    params = dict(run.parameters or {})
+    tasks = [(t.slug or t.name, t.name) for t in lf.flow.tasks]
+    done = {t.slug or "": params.get(t.name, t.default) for t in lf.flow.parameters()}
+    return tasks, done
+
+
+def run_inline(
+    lf: LoadedFlow, run: FlowRun, begin_from: State | None = None
+) -> State | Signature | None:
     """Run a one-task flow run's task here, in the Celery task that started the run
     (or waits for it), and finalize it: no canvas, no further messages.
+
+    Args:
+        lf: the run's flow, of one inline task.
+        run: the run.
+        begin_from: start the run from this state first (its task runs created, the
+            task claimed and the run Running, in one transaction).
 
     Returns:
         The run's final state when it is final; the signature of the node task
         that takes over when the task retries later, waits for a child run, or a
-        backend failed; None when another worker holds the task run's lease (it
-        finishes the run, or the sweeper finds it stuck).
+        backend failed; None when the run was not in ``begin_from`` or another
+        worker holds the task run's lease (it finishes the run, or the sweeper
+        finds it stuck).
     """
     slug = lf.inline_slug
     assert slug is not None
     store = b.store
     tr_id = task_run_id(run.id, slug)
     owner = _owner()
+    lease = b.settings.lease_seconds
     handover = node_signature(lf, run.id, slug, finalize=True)
+    if begin_from is not None:
+        tasks, done = _task_rows(lf, run)
+        claim = store.begin_and_claim(
+            run.id, tasks, done, [begin_from], slug, owner, lease, _worker()
+        )
+        if claim is None:
+            return None
+        b.notify(run.id, State.RUNNING)
     try:
-        claim = store.claim_task_run(tr_id, run.id, owner, b.settings.lease_seconds, _worker())
+        if begin_from is None:
+            claim = store.claim_task_run(tr_id, run.id, owner, lease, _worker())
+        assert claim is not None
         if not claim.claimed:
             if State(claim.task_run.state).is_final:
                 return State(finalize_run(run.id, lf)["state"])
@@ -214,6 +241,20 @@ def run_inline(lf: LoadedFlow, run: FlowRun) -> State | Signature | None:
                 child_flow_run_id=outcome.wait_for.flow_run_id,
             )  # fmt: skip
             return handover  # the node splices the child in
+        if outcome.state is not State.RETRYING and lf.reference == [slug]:
+            # the task's state decides the flow's: record both at once
+            final, message = flow_state({slug: outcome.state})
+            task_done, flow_done = store.finish_task_and_flow_run(
+                tr_id, run.id, outcome.state, outcome.message, outcome.result, owner,
+                final, message,
+            )  # fmt: skip
+            if not task_done:
+                return None  # our lease was lost: its new holder records the run
+            if not flow_done:  # no longer Running (cancelled meanwhile)
+                return State(finalize_run(run.id, lf)["state"])
+            b.notify(run.id, final)
+            _release(claim.flow_run)
+            return final
         if not store.finish_task_run(
             tr_id, run.id, outcome.state, outcome.message, outcome.result, owner=owner
         ):
@@ -258,10 +299,10 @@ def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
         if b.set_flow_run_state(flow_run_id, State.FAILED, str(exc)):
             wake(slots.release(run.id, run.labels))
         return {"flow_run": flow_run_id, "state": State.FAILED.value}
+    if lf.inline_slug is not None:
+        return _started(flow_run_id, run_inline(lf, run, begin_from=state))
     if not begin(run, state, lf):
         return {"flow_run": flow_run_id, "state": b.store.get_flow_run(flow_run_id).state}
-    if lf.inline_slug is not None:
-        return _started(flow_run_id, run_inline(lf, run))
     canvas.apply_async()
     return {"flow_run": flow_run_id, "state": State.RUNNING.value}
 
@@ -369,14 +410,13 @@ def _splice_child(
             b.store.touch_flow_run(flow_run_id)  # alive: the sweeper leaves the parent be
             raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
         child_lf = loaded(b.store, child.flow_id)
-        if begin(child, child_state, child_lf):
-            if child_lf.inline_slug is not None:
-                inline = run_inline(child_lf, child)
-                if isinstance(inline, State):
-                    return _mirror_inline(flow_run_id, slug, child_id, map_index, lf, finalize)
-                head = inline
-            else:
-                head = build_canvas(child_lf, child_id)
+        if child_lf.inline_slug is not None:
+            inline = run_inline(child_lf, child, begin_from=child_state)
+            if isinstance(inline, State):
+                return _mirror_inline(flow_run_id, slug, child_id, map_index, lf, finalize)
+            head = inline
+        elif begin(child, child_state, child_lf):
+            head = build_canvas(child_lf, child_id)
     raise self.replace(chain(head, *tail) if head is not None else chain(*tail))
 
 
@@ -648,9 +688,14 @@ def finalize_run(
             state = final
         else:
             state = State(store.get_flow_run(flow_run_id).state)
-    if run.labels or run.parent_flow_run_id:
-        wake(slots.release(flow_run_id, run.labels))
+    _release(run)
     return {"flow_run": flow_run_id, "state": state.value}
+
+
+def _release(run: FlowRun) -> None:
+    """Give back a finished run's concurrency slots and wake who waits for them."""
+    if run.labels or run.parent_flow_run_id:
+        wake(slots.release(run.id, run.labels))
 
 
 @app.task(name=constants.FINALIZE, base=InfraRetrying)
