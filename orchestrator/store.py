@@ -299,6 +299,18 @@ class Store:
     def newest_flow(self, project_name: str, name: str) -> FlowVersion:
         """The newest non-archived version of a flow, or FlowNotFound listing what exists."""
         with self.reading() as s:
+            newest = s.scalar(
+                select(FlowVersion)
+                .join(Project, Project.id == FlowVersion.project_id)
+                .where(
+                    Project.name == project_name,
+                    FlowVersion.name == name,
+                    FlowVersion.archived.is_(False),
+                )
+            )
+            if newest is not None:
+                return newest
+            # not found: say what there is
             project = s.scalar(select(Project).where(Project.name == project_name))
             if project is None:
                 projects = sorted(s.scalars(select(Project.name)).all())
@@ -306,29 +318,20 @@ class Store:
                     f"no project {project_name!r} (flow {name!r}); projects: "
                     f"{', '.join(projects) or 'none registered'}"
                 )
-            found = s.scalar(
-                select(FlowVersion).where(
-                    FlowVersion.project_id == project.id,
-                    FlowVersion.name == name,
-                    FlowVersion.archived.is_(False),
+            names = sorted(
+                set(
+                    s.scalars(
+                        select(FlowVersion.name).where(
+                            FlowVersion.project_id == project.id,
+                            FlowVersion.archived.is_(False),
+                        )
+                    ).all()
                 )
             )
-            if found is None:
-                names = sorted(
-                    set(
-                        s.scalars(
-                            select(FlowVersion.name).where(
-                                FlowVersion.project_id == project.id,
-                                FlowVersion.archived.is_(False),
-                            )
-                        ).all()
-                    )
-                )
-                raise FlowNotFound(
-                    f"no flow {name!r} in project {project_name!r}; its flows: "
-                    f"{', '.join(names) or 'none'}"
-                )
-            return found
+            raise FlowNotFound(
+                f"no flow {name!r} in project {project_name!r}; its flows: "
+                f"{', '.join(names) or 'none'}"
+            )
 
     def flow_version(self, flow_id: str) -> FlowVersion:
         """A flow version by id."""
