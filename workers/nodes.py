@@ -292,14 +292,14 @@ def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
         return {"flow_run": flow_run_id, "state": State.QUEUED.value}
     try:
         lf = loaded(b.store, run.flow_id)
-        canvas = build_canvas(lf, flow_run_id)
+        canvas = None if lf.inline_slug is not None else build_canvas(lf, flow_run_id)
     except BackendUnavailable:
         raise  # retried with backoff (InfraRetrying)
     except OrchestratorError as exc:
         if b.set_flow_run_state(flow_run_id, State.FAILED, str(exc)):
             wake(slots.release(run.id, run.labels))
         return {"flow_run": flow_run_id, "state": State.FAILED.value}
-    if lf.inline_slug is not None:
+    if canvas is None:
         return _started(flow_run_id, run_inline(lf, run, begin_from=state))
     if not begin(run, state, lf):
         return {"flow_run": flow_run_id, "state": b.store.get_flow_run(flow_run_id).state}
@@ -429,7 +429,7 @@ def _mirror_inline(
     finalize: bool,
 ) -> dict[str, str]:
     """Take a child run that just ended here into its waiting task run."""
-    mirrored = mirror_child(flow_run_id, slug, child_id, map_index)
+    mirrored = mirror_child(flow_run_id, slug, b.store.get_flow_run(child_id), map_index)
     if finalize:
         finalize_run(flow_run_id, lf)
     return mirrored
@@ -621,20 +621,17 @@ def collect_map(flow_run_id: str, slug: str, width: int) -> dict[str, str]:
     return recorded(tr)
 
 
-def mirror_child(flow_run_id: str, slug: str, child_id: str, map_index: int) -> dict[str, str]:
+def mirror_child(flow_run_id: str, slug: str, child: FlowRun, map_index: int) -> dict[str, str]:
     """Give a waiting task run its final child run's state; the recorded state."""
     store = b.store
     tr_id = task_run_id(flow_run_id, slug, map_index)
-    tr = store.get_task_run(tr_id)
-    assert tr is not None
-    if State(tr.state).is_final:
-        return recorded(tr)
-    child = store.get_flow_run(child_id)
-    results = {t.slug: t.result for t in store.task_runs(child_id) if t.map_index == -1}
-    state, message, result = mirror_outcome(child_id, State(child.state), child.message, results)
+    results = {t.slug: t.result for t in store.task_runs(child.id) if t.map_index == -1}
+    state, message, result = mirror_outcome(child.id, State(child.state), child.message, results)
     if store.finish_task_run(tr_id, flow_run_id, state, message, result):
-        return _recorded(tr_id, state, child_id)
-    return recorded(store.get_task_run(tr_id) or tr)
+        return _recorded(tr_id, state, child.id)
+    tr = store.get_task_run(tr_id)  # already final: mirrored by another delivery
+    assert tr is not None
+    return recorded(tr)
 
 
 @app.task(name=constants.MIRROR, bind=True, base=InfraRetrying)
@@ -648,7 +645,7 @@ def mirror(
         if tr is not None and State(tr.state).is_final:
             return recorded(tr)
         raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
-    return mirror_child(flow_run_id, slug, child_id, map_index)
+    return mirror_child(flow_run_id, slug, child, map_index)
 
 
 @app.task(name=constants.BARRIER, base=InfraRetrying)

@@ -172,7 +172,7 @@ def test_flower_lists_workers_and_readable_node_tasks(
     try:
         per_run = wait_for("the node tasks in /api/tasks", node_tasks, flower=flower)
     except AssertionError:
-        seen = sorted({t["name"] for t in flower.get("/api/tasks").values()})
+        seen = sorted({str(t["name"]) for t in flower.get("/api/tasks").values()})
         raise AssertionError(f"Flower shows the task names {seen}") from None
     for info in runs:
         mine = per_run[info.id]
@@ -214,7 +214,7 @@ def test_a_flow_of_flows_in_flower(fleet: Fleet, flower: FlowerProcess) -> None:
     try:
         mine = wait_for("the Flow-of-Flows in /api/tasks", tree, flower=flower)
     except AssertionError:
-        seen = sorted({t["name"] for t in flower.get("/api/tasks").values()})
+        seen = sorted({str(t["name"]) for t in flower.get("/api/tasks").values()})
         raise AssertionError(f"Flower shows the task names {seen}") from None
     # Then each StartFlowRun node is named parent-flow/<slug>, and, as each child is
     # a one-task flow, it ran inside that node, whose result names the child run;
