@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
+    Connection,
     CursorResult,
     Engine,
+    Row,
+    Table,
     create_engine,
     delete,
     event,
@@ -25,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, defer, sessionmaker
@@ -52,6 +56,13 @@ if TYPE_CHECKING:
     from orchestrator.logcapture import LogLine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# the hot path (claims, state changes, reads by id) runs Core statements on these
+# tables: several times cheaper than ORM sessions for one-row reads and writes
+FLOW_RUNS = cast(Table, FlowRun.__table__)
+TASK_RUNS = cast(Table, TaskRun.__table__)
+EVENTS = cast(Table, StateEvent.__table__)
+FLOWS = cast(Table, FlowVersion.__table__)
+PROJECTS = cast(Table, Project.__table__)
 RUN_NAMESPACE = uuid.UUID("6f1c2a8e-5b8e-4c1e-9f0a-3d2b7c4e5a10")
 
 
@@ -104,6 +115,85 @@ class Claim:
     flow_run: FlowRun
 
 
+@dataclass(frozen=True)
+class Link:
+    """A task run that starts waiting for a child flow run (written in the child's
+    start transaction): it stays Running, leased by ``owner``, with ``message``."""
+
+    task_run_id: str
+    flow_run_id: str
+    owner: str
+    message: str | None
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A waiting task run taking its child run's final state (written in the
+    child's end transaction)."""
+
+    task_run_id: str
+    flow_run_id: str
+    state: State
+    message: str | None
+    result: Any
+
+
+class _Tx:
+    """One write transaction on a Core connection. State events are kept and
+    inserted in one statement when the transaction ends (one round trip for all)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.events: list[dict[str, Any]] = []
+        self.now = utcnow()
+
+    def execute(self, statement: Any, params: Any = None) -> Any:
+        """Run a statement in this transaction."""
+        return self.conn.execute(statement, params)
+
+    def event(
+        self,
+        flow_run_id: str,
+        state: State,
+        message: str | None = None,
+        task_run_id: str | None = None,
+    ) -> None:
+        """Record a state change in the history (written at the end of the transaction)."""
+        self.events.append(
+            {
+                "flow_run_id": flow_run_id,
+                "task_run_id": task_run_id,
+                "state": state.value,
+                "message": message,
+                "timestamp": self.now,
+            }
+        )
+
+    def insert_new(self, table: Table, rows: dict[str, Any] | list[dict[str, Any]]) -> bool:
+        """Insert rows, leaving out those whose unique keys exist already. For one
+        row (a dict), whether it went in."""
+        if not rows:
+            return False
+        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(table).on_conflict_do_nothing()
+        if isinstance(rows, list):
+            self.conn.execute(stmt, rows)
+            return True
+        # psycopg reports no row count here: ask for the key back instead
+        key = next(iter(table.primary_key.columns))
+        return self.conn.execute(stmt.returning(key), rows).first() is not None
+
+
+def _flow_run(row: Row[Any]) -> FlowRun:
+    """A flow run read with a Core statement, as a (detached) ORM object."""
+    return FlowRun(**row._mapping)
+
+
+def _task_run(row: Row[Any]) -> TaskRun:
+    """A task run read with a Core statement, as a (detached) ORM object."""
+    return TaskRun(**row._mapping)
+
+
 class Store:
     """Runs and flows in one SQL database.
 
@@ -115,7 +205,8 @@ class Store:
     def __init__(self, url: str, auto_migrate: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        # a file has no server to go away: the pre-ping round trip is for servers only
+        kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         if self.is_sqlite:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -136,6 +227,8 @@ class Store:
         # its pooled connections, rather than leave them to the garbage collector
         weakref.finalize(self, self.engine.dispose)
         self._writer = self.engine.execution_options(immediate=True)
+        # one-statement reads need no transaction of their own
+        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self._writer, expire_on_commit=False)
         if auto_migrate:
@@ -158,6 +251,25 @@ class Store:
         """A session in one write transaction, committed at the end of the block."""
         with self._translate(), self._write.begin() as session:
             yield session
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[_Tx]:
+        """A Core connection in one write transaction, committed at the end of the block."""
+        with self._translate(), self._writer.begin() as conn:
+            tx = _Tx(conn)
+            yield tx
+            if tx.events:
+                conn.execute(insert(EVENTS), tx.events)
+
+    def _one(self, statement: Any) -> Row[Any] | None:
+        """The first row of a one-statement read (no transaction of its own)."""
+        with self._translate(), self._reader.connect() as conn:
+            return conn.execute(statement).first()
+
+    def _all(self, statement: Any) -> list[Row[Any]]:
+        """Every row of a one-statement read (no transaction of its own)."""
+        with self._translate(), self._reader.connect() as conn:
+            return list(conn.execute(statement).all())
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
@@ -298,18 +410,18 @@ class Store:
 
     def newest_flow(self, project_name: str, name: str) -> FlowVersion:
         """The newest non-archived version of a flow, or FlowNotFound listing what exists."""
-        with self.reading() as s:
-            newest = s.scalar(
-                select(FlowVersion)
-                .join(Project, Project.id == FlowVersion.project_id)
-                .where(
-                    Project.name == project_name,
-                    FlowVersion.name == name,
-                    FlowVersion.archived.is_(False),
-                )
+        row = self._one(
+            select(FLOWS)
+            .join(PROJECTS, PROJECTS.c.id == FLOWS.c.project_id)
+            .where(
+                PROJECTS.c.name == project_name,
+                FLOWS.c.name == name,
+                FLOWS.c.archived.is_(False),
             )
-            if newest is not None:
-                return newest
+        )
+        if row is not None:
+            return FlowVersion(**row._mapping)
+        with self.reading() as s:
             # not found: say what there is
             project = s.scalar(select(Project).where(Project.name == project_name))
             if project is None:
@@ -395,34 +507,34 @@ class Store:
             created=now,
             updated=now,
         )
-        if idempotency_key:
-            existing = self.flow_run_by_key(idempotency_key)
-            if existing is not None:
-                return existing, False
-        try:
-            with self.writing() as s:
-                s.add(run)
-                s.add(StateEvent(flow_run_id=run_id, state=state.value, timestamp=now))
-        except IntegrityError:
+        row = {c.key: getattr(run, c.key) for c in FLOW_RUNS.columns}
+        with self._tx() as tx:
             if idempotency_key:
-                existing = self.flow_run_by_key(idempotency_key)
-                if existing is not None:
-                    return existing, False
-            raise
+                # the unique key is the guarantee: a second insert of it adds nothing
+                created = tx.insert_new(FLOW_RUNS, row)
+            else:
+                tx.execute(insert(FLOW_RUNS), row)
+                created = True
+            if created:
+                tx.event(run_id, state)
+        if not created:
+            existing = self.flow_run_by_key(idempotency_key or "")
+            if existing is None:
+                raise FlowRunNotFound(f"no flow run holds idempotency key {idempotency_key!r}")
+            return existing, False
         return run, True
 
     def flow_run_by_key(self, key: str) -> FlowRun | None:
         """The flow run holding an idempotency key."""
-        with self.reading() as s:
-            return s.scalar(select(FlowRun).where(FlowRun.idempotency_key == key))
+        row = self._one(select(FLOW_RUNS).where(FLOW_RUNS.c.idempotency_key == key))
+        return None if row is None else _flow_run(row)
 
     def get_flow_run(self, flow_run_id: str) -> FlowRun:
         """A flow run by id, or FlowRunNotFound."""
-        with self.reading() as s:
-            run = s.get(FlowRun, flow_run_id)
-        if run is None:
+        row = self._one(select(FLOW_RUNS).where(FLOW_RUNS.c.id == flow_run_id))
+        if row is None:
             raise FlowRunNotFound(f"no flow run {flow_run_id!r}")
-        return run
+        return _flow_run(row)
 
     def set_flow_run_state(
         self,
@@ -432,8 +544,8 @@ class Store:
         expected: Iterable[State] | None = None,
     ) -> bool:
         """Compare-and-set a flow run's state; False when it was not in an expected state."""
-        with self.writing() as s:
-            return _set_flow_run_state(s, flow_run_id, new, message, expected)
+        with self._tx() as tx:
+            return _set_flow_run_state(tx, flow_run_id, new, message, expected) is not None
 
     def begin_flow_run(
         self,
@@ -453,10 +565,10 @@ class Store:
         Returns:
             False, with nothing written, when the run was in none of ``expected``.
         """
-        with self.writing() as s:
-            if not _set_flow_run_state(s, flow_run_id, State.RUNNING, None, expected):
+        with self._tx() as tx:
+            if _set_flow_run_state(tx, flow_run_id, State.RUNNING, None, expected) is None:
                 return False
-            _insert_task_runs(s, flow_run_id, tasks, -1, done)
+            _insert_task_runs(tx, flow_run_id, tasks, -1, done)
             return True
 
     def list_flow_runs(
@@ -507,68 +619,59 @@ class Store:
         """Insert Pending task runs (slug, name) unless they exist already.
 
         Slugs in ``done`` are inserted as Success with that result (parameters)."""
-        with self.writing() as s:
-            _insert_task_runs(s, flow_run_id, tasks, map_index, done or {})
+        with self._tx() as tx:
+            _insert_task_runs(tx, flow_run_id, tasks, map_index, done or {})
 
     def task_runs(self, flow_run_id: str, slugs: Iterable[str] | None = None) -> list[TaskRun]:
         """The task runs of a flow run (optionally only some slugs)."""
-        with self.reading() as s:
-            q = select(TaskRun).where(TaskRun.flow_run_id == flow_run_id)
-            if slugs is not None:
-                q = q.where(TaskRun.slug.in_(list(slugs)))
-            return list(s.scalars(q.order_by(TaskRun.start_time, TaskRun.slug)).all())
+        q = select(TASK_RUNS).where(TASK_RUNS.c.flow_run_id == flow_run_id)
+        if slugs is not None:
+            q = q.where(TASK_RUNS.c.slug.in_(list(slugs)))
+        return [
+            _task_run(r) for r in self._all(q.order_by(TASK_RUNS.c.start_time, TASK_RUNS.c.slug))
+        ]
 
     def task_runs_by_id(self, ids: Sequence[str]) -> dict[str, TaskRun]:
         """Task runs by id (ids that do not exist are left out)."""
         if not ids:
             return {}
-        with self.reading() as s:
-            return {t.id: t for t in s.scalars(select(TaskRun).where(TaskRun.id.in_(list(ids))))}
+        rows = self._all(select(TASK_RUNS).where(TASK_RUNS.c.id.in_(list(ids))))
+        return {r.id: _task_run(r) for r in rows}
 
     def start_mapped_task_run(
         self, task_run_id_: str, flow_run_id: str, slug: str, name: str, width: int, owner: str
     ) -> None:
         """Insert a mapped task's children (Pending) and let go of the parent's lease:
         the parent stays Running until ``collect_map`` records it, and is not claimed again."""
-        now = utcnow()
-        with self.writing() as s:
-            have = set(
-                s.scalars(
-                    select(TaskRun.map_index).where(
-                        TaskRun.flow_run_id == flow_run_id, TaskRun.slug == slug,
-                        TaskRun.map_index >= 0,
-                    )
-                ).all()
-            )  # fmt: skip
-            rows = [
-                {
-                    "id": task_run_id(flow_run_id, slug, i),
-                    "flow_run_id": flow_run_id,
-                    "slug": slug,
-                    "map_index": i,
-                    "name": name,
-                    "state": State.PENDING.value,
-                    "attempts": 0,
-                }
-                for i in range(width)
-                if i not in have
-            ]
-            if rows:
-                s.execute(insert(TaskRun), rows)
-            s.execute(
-                update(TaskRun)
-                .where(TaskRun.id == task_run_id_, TaskRun.lease_owner == owner)
+        with self._tx() as tx:
+            tx.insert_new(
+                TASK_RUNS,
+                [
+                    {
+                        "id": task_run_id(flow_run_id, slug, i),
+                        "flow_run_id": flow_run_id,
+                        "slug": slug,
+                        "map_index": i,
+                        "name": name,
+                        "state": State.PENDING.value,
+                        "attempts": 0,
+                    }
+                    for i in range(width)
+                ],
+            )
+            c = TASK_RUNS.c
+            tx.execute(
+                update(TASK_RUNS)
+                .where(c.id == task_run_id_, c.lease_owner == owner)
                 .values(message=f"mapped over {width} elements", lease_owner=None,
                         lease_until=None)
             )  # fmt: skip
-            s.add(StateEvent(flow_run_id=flow_run_id, task_run_id=task_run_id_,
-                             state=State.RUNNING.value, message=f"mapped over {width}",
-                             timestamp=now))  # fmt: skip
+            tx.event(flow_run_id, State.RUNNING, f"mapped over {width}", task_run_id_)
 
     def get_task_run(self, task_run_id: str) -> TaskRun | None:
         """A task run by id."""
-        with self.reading() as s:
-            return s.get(TaskRun, task_run_id)
+        row = self._one(select(TASK_RUNS).where(TASK_RUNS.c.id == task_run_id))
+        return None if row is None else _task_run(row)
 
     def claim_task_run(
         self,
@@ -586,8 +689,8 @@ class Store:
         count grows by one.
         Otherwise the recorded run is returned unclaimed.
         """
-        with self.writing() as s:
-            return _claim(s, task_run_id, flow_run_id, owner, lease_seconds, worker)
+        with self._tx() as tx:
+            return _claim(tx, task_run_id, flow_run_id, owner, lease_seconds, worker)
 
     def begin_and_claim(
         self,
@@ -599,35 +702,47 @@ class Store:
         owner: str,
         lease_seconds: float,
         worker: str | None,
+        link: Link | None = None,
     ) -> Claim | None:
         """:meth:`begin_flow_run` and :meth:`claim_task_run` of one task, in one
         transaction (a one-task flow run about to run in the same worker task).
+
+        Args:
+            link: the parent task run that waits for this run, recorded as waiting
+                in the same transaction.
 
         Returns:
             The claim; None, with nothing written, when the run was in none of
             ``expected``.
         """
-        with self.writing() as s:
-            if not _set_flow_run_state(s, flow_run_id, State.RUNNING, None, expected):
+        with self._tx() as tx:
+            flow_run = _set_flow_run_state(tx, flow_run_id, State.RUNNING, None, expected)
+            if flow_run is None:
                 return None
-            _insert_task_runs(s, flow_run_id, tasks, -1, done)
+            if link is not None:
+                _finish(
+                    tx, link.task_run_id, link.flow_run_id, State.RUNNING, link.message,
+                    owner=link.owner, child_flow_run_id=flow_run_id,
+                )  # fmt: skip
+            _insert_task_runs(tx, flow_run_id, tasks, -1, done)
             return _claim(
-                s, task_run_id(flow_run_id, slug), flow_run_id, owner, lease_seconds, worker
-            )
+                tx, task_run_id(flow_run_id, slug), flow_run_id, owner, lease_seconds, worker,
+                flow_run,
+            )  # fmt: skip
 
     def renew_lease(self, task_run_id: str, owner: str, lease_seconds: float) -> bool:
         """Extend a held lease (the heartbeat)."""
-        with self.writing() as s:
+        with self._tx() as tx:
             return bool(
                 _rowcount(
-                    s.execute(
-                        update(TaskRun)
+                    tx.execute(
+                        update(TASK_RUNS)
                         .where(
-                            TaskRun.id == task_run_id,
-                            TaskRun.lease_owner == owner,
-                            TaskRun.state == State.RUNNING.value,
+                            TASK_RUNS.c.id == task_run_id,
+                            TASK_RUNS.c.lease_owner == owner,
+                            TASK_RUNS.c.state == State.RUNNING.value,
                         )
-                        .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+                        .values(lease_until=tx.now + timedelta(seconds=lease_seconds))
                     )
                 )
             )
@@ -646,9 +761,9 @@ class Store:
 
         Without an owner the run must not be final yet (used for skips, trigger
         failures and mirrored child states)."""
-        with self.writing() as s:
+        with self._tx() as tx:
             return _finish(
-                s, task_run_id, flow_run_id, state, message, result, owner, child_flow_run_id
+                tx, task_run_id, flow_run_id, state, message, result, owner, child_flow_run_id
             )
 
     def finish_task_and_flow_run(
@@ -661,18 +776,28 @@ class Store:
         owner: str,
         flow_state: State,
         flow_message: str | None,
+        mirror: Mirror | None = None,
     ) -> tuple[bool, bool]:
         """Record the task run that ends a flow (while ``owner`` holds its lease) and
         then the Running flow run's final state, in one transaction.
 
+        Args:
+            mirror: the parent task run waiting for this flow run, given its final
+                state in the same transaction (when the flow run's state is recorded).
+
         Returns:
             Whether the task run was recorded, and whether the flow run was.
         """
-        with self.writing() as s:
-            if not _finish(s, task_run_id, flow_run_id, state, message, result, owner):
+        with self._tx() as tx:
+            if not _finish(tx, task_run_id, flow_run_id, state, message, result, owner):
                 return False, False
-            flow = _set_flow_run_state(s, flow_run_id, flow_state, flow_message, [State.RUNNING])
-            return True, flow
+            flow = _set_flow_run_state(tx, flow_run_id, flow_state, flow_message, [State.RUNNING])
+            if flow is not None and mirror is not None:
+                _finish(
+                    tx, mirror.task_run_id, mirror.flow_run_id, mirror.state, mirror.message,
+                    mirror.result,
+                )  # fmt: skip
+            return True, flow is not None
 
     def cancel_pending_task_runs(self, flow_run_id: str, message: str) -> int:
         """Mark every unfinished task run of a flow run Cancelled."""
@@ -758,8 +883,10 @@ class Store:
 
     def touch_flow_run(self, flow_run_id: str) -> None:
         """Mark a flow run as just handled (its ``updated`` time)."""
-        with self.writing() as s:
-            s.execute(update(FlowRun).where(FlowRun.id == flow_run_id).values(updated=utcnow()))
+        with self._tx() as tx:
+            tx.execute(
+                update(FLOW_RUNS).where(FLOW_RUNS.c.id == flow_run_id).values(updated=tx.now)
+            )
 
     # --- schedules (beat) ------------------------------------------------------
     # Added for Celery beat (workers/scheduler.py) and `orchestrator schedules`.
@@ -1018,53 +1145,50 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # a one-statement read: SQLite's own implicit transaction
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("immediate") else "BEGIN")
 
 
 def _set_flow_run_state(
-    s: Session,
+    tx: _Tx,
     flow_run_id: str,
     new: State,
     message: str | None,
     expected: Iterable[State] | None,
-) -> bool:
-    """Compare-and-set a flow run's state in session ``s``, recording the event."""
+) -> Row[Any] | None:
+    """Compare-and-set a flow run's state in ``tx``, recording the event.
+
+    Returns:
+        The flow run as it is now, or None when it was in none of ``expected``."""
     allowed = [x.value for x in (expected if expected is not None else states_before(new))]
-    now = utcnow()
-    values: dict[str, Any] = {"state": new.value, "message": message, "updated": now}
+    c = FLOW_RUNS.c
+    values: dict[str, Any] = {"state": new.value, "message": message, "updated": tx.now}
     if new is State.RUNNING:
-        values["start_time"] = func.coalesce(FlowRun.start_time, now)
+        values["start_time"] = func.coalesce(c.start_time, tx.now)
     if new.is_final:
-        values["end_time"] = now
-    done = _rowcount(
-        s.execute(
-            update(FlowRun)
-            .where(FlowRun.id == flow_run_id, FlowRun.state.in_(allowed))
-            .values(**values)
-        )
-    )
-    if done:
-        s.add(StateEvent(flow_run_id=flow_run_id, state=new.value, message=message, timestamp=now))
-    return bool(done)
+        values["end_time"] = tx.now
+    row = tx.execute(
+        update(FLOW_RUNS)
+        .where(c.id == flow_run_id, c.state.in_(allowed))
+        .values(**values)
+        .returning(*FLOW_RUNS.columns)
+    ).first()
+    if row is not None:
+        tx.event(flow_run_id, new, message)
+    return cast("Row[Any] | None", row)
 
 
 def _insert_task_runs(
-    s: Session,
+    tx: _Tx,
     flow_run_id: str,
     tasks: Sequence[tuple[str, str]],
     map_index: int,
     done: dict[str, Any],
 ) -> None:
     """Insert Pending task runs (Success for the slugs in ``done``) unless they exist."""
-    now = utcnow()
-    have = set(
-        s.scalars(
-            select(TaskRun.slug).where(
-                TaskRun.flow_run_id == flow_run_id, TaskRun.map_index == map_index
-            )
-        ).all()
-    )
+    now = tx.now
     rows = [
         {
             "id": task_run_id(flow_run_id, slug, map_index),
@@ -1079,62 +1203,58 @@ def _insert_task_runs(
             "end_time": now if slug in done else None,
         }
         for slug, name in tasks
-        if slug not in have
     ]
-    if rows:
-        s.execute(insert(TaskRun), rows)
+    tx.insert_new(TASK_RUNS, rows)
 
 
 def _claim(
-    s: Session,
+    tx: _Tx,
     task_run_id: str,
     flow_run_id: str,
     owner: str,
     lease_seconds: float,
     worker: str | None,
+    flow_run: Row[Any] | None = None,
 ) -> Claim:
-    """Claim a task run in session ``s`` (see :meth:`Store.claim_task_run`)."""
-    now = utcnow()
-    done = _rowcount(
-        s.execute(
-            update(TaskRun)
-            .where(
-                TaskRun.id == task_run_id,
-                or_(
-                    TaskRun.state.in_([State.PENDING.value, State.RETRYING.value]),
-                    (TaskRun.state == State.RUNNING.value)
-                    & or_(TaskRun.lease_until < now, TaskRun.lease_until.is_(None))
-                    & TaskRun.child_flow_run_id.is_(None),
-                ),
-            )
-            .values(
-                state=State.RUNNING.value,
-                lease_owner=owner,
-                lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=TaskRun.attempts + 1,
-                worker=worker,
-                start_time=func.coalesce(TaskRun.start_time, now),
-            )
+    """Claim a task run in ``tx`` (see :meth:`Store.claim_task_run`); ``flow_run``
+    is its flow run when the caller just wrote it."""
+    now = tx.now
+    c = TASK_RUNS.c
+    row = tx.execute(
+        update(TASK_RUNS)
+        .where(
+            c.id == task_run_id,
+            or_(
+                c.state.in_([State.PENDING.value, State.RETRYING.value]),
+                (c.state == State.RUNNING.value)
+                & or_(c.lease_until < now, c.lease_until.is_(None))
+                & c.child_flow_run_id.is_(None),
+            ),
         )
-    )
-    if done:
-        s.add(
-            StateEvent(
-                flow_run_id=flow_run_id,
-                task_run_id=task_run_id,
-                state=State.RUNNING.value,
-                timestamp=now,
-            )
+        .values(
+            state=State.RUNNING.value,
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            attempts=c.attempts + 1,
+            worker=worker,
+            start_time=func.coalesce(c.start_time, now),
         )
-    run = s.get(TaskRun, task_run_id)
-    flow_run = s.get(FlowRun, flow_run_id)
-    if run is None or flow_run is None:
+        .returning(*TASK_RUNS.columns)
+    ).first()
+    claimed = row is not None
+    if claimed:
+        tx.event(flow_run_id, State.RUNNING, task_run_id=task_run_id)
+    else:
+        row = tx.execute(select(TASK_RUNS).where(c.id == task_run_id)).first()
+    if flow_run is None:
+        flow_run = tx.execute(select(FLOW_RUNS).where(FLOW_RUNS.c.id == flow_run_id)).first()
+    if row is None or flow_run is None:
         raise FlowRunNotFound(f"no task run {task_run_id!r}")
-    return Claim(bool(done), run, flow_run)
+    return Claim(claimed, _task_run(row), _flow_run(flow_run))
 
 
 def _finish(
-    s: Session,
+    tx: _Tx,
     task_run_id: str,
     flow_run_id: str,
     state: State,
@@ -1143,28 +1263,21 @@ def _finish(
     owner: str | None = None,
     child_flow_run_id: str | None = None,
 ) -> bool:
-    """Record a task run's new state in session ``s`` (see :meth:`Store.finish_task_run`)."""
-    now = utcnow()
+    """Record a task run's new state in ``tx`` (see :meth:`Store.finish_task_run`)."""
+    now = tx.now
+    c = TASK_RUNS.c
     values: dict[str, Any] = {"state": state.value, "message": message}
     if state.is_final:
         values.update(result=result, end_time=now, lease_owner=None, lease_until=None)
-        values["start_time"] = func.coalesce(TaskRun.start_time, now)
+        values["start_time"] = func.coalesce(c.start_time, now)
     if child_flow_run_id is not None:
         values["child_flow_run_id"] = child_flow_run_id
-    cond = [TaskRun.id == task_run_id]
+    cond = [c.id == task_run_id]
     if owner is not None:
-        cond += [TaskRun.lease_owner == owner, TaskRun.state == State.RUNNING.value]
+        cond += [c.lease_owner == owner, c.state == State.RUNNING.value]
     else:
-        cond.append(TaskRun.state.in_([x.value for x in states_before(state)]))
-    done = _rowcount(s.execute(update(TaskRun).where(*cond).values(**values)))
+        cond.append(c.state.in_([x.value for x in states_before(state)]))
+    done = _rowcount(tx.execute(update(TASK_RUNS).where(*cond).values(**values)))
     if done:
-        s.add(
-            StateEvent(
-                flow_run_id=flow_run_id,
-                task_run_id=task_run_id,
-                state=state.value,
-                message=message,
-                timestamp=now,
-            )
-        )
+        tx.event(flow_run_id, state, message, task_run_id)
     return bool(done)

@@ -66,7 +66,9 @@ def _start(
         "dispatch": False,
     }
     try:
-        if idempotency_key:
+        if idempotency_key and ctx is not None and ctx.attempt > 1:
+            # the unique key in the database is the guarantee; on a retry, when an
+            # earlier attempt may still be creating the child, a lock cuts contention
             lock = client.backends.redis.lock(
                 constants.CHILD_LOCK.format(key=idempotency_key), timeout=60, blocking_timeout=60
             )

@@ -15,6 +15,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -43,7 +44,7 @@ from orchestrator.errors import BackendUnavailable, OrchestratorError
 from orchestrator.models import FlowRun, TaskRun
 from orchestrator.runtime import Backends, backends
 from orchestrator.states import State
-from orchestrator.store import Store, aware, task_run_id, utcnow
+from orchestrator.store import Link, Mirror, Store, aware, task_run_id, utcnow
 from workers.canvas import Chain, Node, to_signature
 from workers.flows import LoadedFlow, loaded
 from workers.limits import Slots
@@ -192,8 +193,32 @@ def _task_rows(lf: LoadedFlow, run: FlowRun) -> tuple[list[tuple[str, str]], dic
     return tasks, done
 
 
+@dataclass
+class Waiting:
+    """The parent task run a child flow run is spliced under (``wait=True``).
+
+    Attributes:
+        recorded: what the parent task run recorded once it took the child's final
+            state (set by :func:`run_inline`).
+    """
+
+    flow_run_id: str
+    slug: str
+    map_index: int
+    recorded: dict[str, str] | None = None
+
+    @property
+    def task_run_id(self) -> str:
+        """The waiting task run's id."""
+        return task_run_id(self.flow_run_id, self.slug, self.map_index)
+
+
 def run_inline(
-    lf: LoadedFlow, run: FlowRun, begin_from: State | None = None
+    lf: LoadedFlow,
+    run: FlowRun,
+    begin_from: State | None = None,
+    link: Link | None = None,
+    waiting: Waiting | None = None,
 ) -> State | Signature | None:
     """Run a one-task flow run's task here, in the Celery task that started the run
     (or waits for it), and finalize it: no canvas, no further messages.
@@ -203,14 +228,30 @@ def run_inline(
         run: the run.
         begin_from: start the run from this state first (its task runs created, the
             task claimed and the run Running, in one transaction).
+        link: with ``begin_from``, the parent task run that starts waiting for this
+            run, recorded in that same transaction.
+        waiting: the parent task run that waits for this run: it takes the run's
+            final state when the run ends here (in the same transaction when it can).
 
     Returns:
-        The run's final state when it is final; the signature of the node task
-        that takes over when the task retries later, waits for a child run, or a
-        backend failed; None when the run was not in ``begin_from`` or another
-        worker holds the task run's lease (it finishes the run, or the sweeper
-        finds it stuck).
+        The run's final state when it is final (and given to ``waiting``); the
+        signature of the node task that takes over when the task retries later,
+        waits for a child run, or a backend failed; None when the run was not in
+        ``begin_from`` (nothing written) or another worker holds the task run's
+        lease (it finishes the run, or the sweeper finds it stuck).
     """
+
+    def ended(state: State, mirrored: Mirror | None = None) -> State:
+        if waiting is not None:
+            if mirrored is not None:
+                waiting.recorded = _recorded(mirrored.task_run_id, mirrored.state, run.id)
+            else:
+                child = store.get_flow_run(run.id)
+                waiting.recorded = mirror_child(
+                    waiting.flow_run_id, waiting.slug, child, waiting.map_index
+                )
+        return state
+
     slug = lf.inline_slug
     assert slug is not None
     store = b.store
@@ -218,10 +259,10 @@ def run_inline(
     owner = _owner()
     lease = b.settings.lease_seconds
     handover = node_signature(lf, run.id, slug, finalize=True)
+    tasks, params = _task_rows(lf, run)
     if begin_from is not None:
-        tasks, done = _task_rows(lf, run)
         claim = store.begin_and_claim(
-            run.id, tasks, done, [begin_from], slug, owner, lease, _worker()
+            run.id, tasks, params, [begin_from], slug, owner, lease, _worker(), link
         )
         if claim is None:
             return None
@@ -232,7 +273,7 @@ def run_inline(
         assert claim is not None
         if not claim.claimed:
             if State(claim.task_run.state).is_final:
-                return State(finalize_run(run.id, lf)["state"])
+                return ended(State(finalize_run(run.id, lf)["state"]))
             return handover if claim.task_run.child_flow_run_id else None
         outcome = execute(lf, claim.flow_run, claim.task_run, slug, -1, None, owner)
         if outcome.wait_for is not None:
@@ -242,26 +283,34 @@ def run_inline(
             )  # fmt: skip
             return handover  # the node splices the child in
         if outcome.state is not State.RETRYING and lf.reference == [slug]:
-            # the task's state decides the flow's: record both at once
+            # the task's state decides the flow's (and the waiting parent's): record
+            # them all at once
             final, message = flow_state({slug: outcome.state})
+            mirror = None
+            if waiting is not None:
+                results = {**params, slug: outcome.result}
+                m_state, m_message, m_result = mirror_outcome(run.id, final, message, results)
+                mirror = Mirror(waiting.task_run_id, waiting.flow_run_id, m_state, m_message,
+                                m_result)  # fmt: skip
             task_done, flow_done = store.finish_task_and_flow_run(
                 tr_id, run.id, outcome.state, outcome.message, outcome.result, owner,
-                final, message,
+                final, message, mirror,
             )  # fmt: skip
             if not task_done:
                 return None  # our lease was lost: its new holder records the run
             if not flow_done:  # no longer Running (cancelled meanwhile)
-                return State(finalize_run(run.id, lf)["state"])
+                return ended(State(finalize_run(run.id, lf)["state"]))
             b.notify(run.id, final)
             _release(claim.flow_run)
-            return final
+            return ended(final, mirror)
         if not store.finish_task_run(
             tr_id, run.id, outcome.state, outcome.message, outcome.result, owner=owner
         ):
             return None  # our lease was lost: its new holder records the run
         if outcome.state is State.RETRYING:
             return handover.set(countdown=outcome.retry_in or 0)
-        return State(finalize_run(run.id, lf, claim.flow_run, {slug: outcome.state})["state"])
+        known: dict[str, State] = {slug: outcome.state}
+        return ended(State(finalize_run(run.id, lf, claim.flow_run, known)["state"]))
     except (BackendUnavailable, redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("flow run %s: %s; its node task takes over", run.id, exc)
         return handover
@@ -370,13 +419,71 @@ def _splice_child(
     child_id: str,
     lf: LoadedFlow | None,
     finalize: bool,
+    link: Link | None = None,
 ) -> dict[str, str]:
     """Take a child run's final state into this waiting task run.
 
     A child not started yet starts here: a one-task child runs at once in this
-    task, then its state is mirrored here too; any other child's canvas replaces
-    this node, followed by ``mirror`` (and ``finalize`` when this node ends its
-    flow)."""
+    task and its state is mirrored here too (the link to it written with its start,
+    the mirrored state with its end); any other child's canvas replaces this node,
+    followed by ``mirror`` (and ``finalize`` when this node ends its flow).
+
+    Args:
+        link: this task run's waiting state, when not recorded yet.
+    """
+    store = b.store
+    waiting = Waiting(flow_run_id, slug, map_index)
+
+    def mirrored() -> dict[str, str]:
+        if finalize:
+            finalize_run(flow_run_id, lf)
+        assert waiting.recorded is not None
+        return waiting.recorded
+
+    child = store.get_flow_run(child_id)
+    child_state = State(child.state)
+    head: Signature | None = None
+    canvas = False
+    if child_state in STARTABLE:
+        arrival = (aware(child.created) or utcnow()).timestamp()
+        if slots.acquire(child_id, child.labels, arrival, parent_id=flow_run_id):
+            child_lf = loaded(store, child.flow_id)
+            if child_lf.inline_slug is None:
+                canvas = True
+            else:
+                inline = run_inline(child_lf, child, child_state, link, waiting)
+                if isinstance(inline, State):
+                    return mirrored()
+                if inline is not None:
+                    head, link = inline, None  # started, the link written with it
+                else:  # no longer startable: another delivery started it
+                    child = store.get_flow_run(child_id)
+                    child_state = State(child.state)
+    if link is not None:
+        store.finish_task_run(
+            link.task_run_id, link.flow_run_id, State.RUNNING, link.message, owner=link.owner,
+            child_flow_run_id=child_id,
+        )  # fmt: skip
+    if canvas:
+        child_lf = loaded(store, child.flow_id)
+        if begin(child, child_state, child_lf):
+            head = build_canvas(child_lf, child_id)
+    elif head is None and child_state is State.RUNNING:
+        child_lf = loaded(store, child.flow_id)
+        if child_lf.inline_slug is not None:
+            # a one-task child runs inside this node; a delivery that died doing so
+            # left it Running: run it again once its lease has expired
+            inline = run_inline(child_lf, child, waiting=waiting)
+            if isinstance(inline, State):
+                return mirrored()
+            if inline is None:  # held by a live lease: look again shortly
+                raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
+            head = inline
+    elif head is None and child_state in STARTABLE:
+        # no slot for the child yet: it waits in Queued, and this node holds no process
+        _queue(child, child_state)
+        store.touch_flow_run(flow_run_id)  # alive: the sweeper leaves the parent be
+        raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
     tail: list[Signature] = [
         app.signature(
             constants.MIRROR,
@@ -387,52 +494,9 @@ def _splice_child(
         )
     ]
     if finalize:
-        lf = lf or loaded(b.store, b.store.get_flow_run(flow_run_id).flow_id)
+        lf = lf or loaded(store, store.get_flow_run(flow_run_id).flow_id)
         tail.append(finalize_signature(lf, flow_run_id))
-    child = b.store.get_flow_run(child_id)
-    child_state = State(child.state)
-    head: Signature | None = None
-    if child_state is State.RUNNING:
-        child_lf = loaded(b.store, child.flow_id)
-        if child_lf.inline_slug is not None:
-            # a one-task child runs inside this node; a delivery that died doing so
-            # left it Running: run it again once its lease has expired
-            inline = run_inline(child_lf, child)
-            if isinstance(inline, State):
-                return _mirror_inline(flow_run_id, slug, child_id, map_index, lf, finalize)
-            if inline is None:  # held by a live lease: look again shortly
-                raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
-            head = inline
-    elif child_state in STARTABLE:
-        arrival = (aware(child.created) or utcnow()).timestamp()
-        if not slots.acquire(child_id, child.labels, arrival, parent_id=flow_run_id):
-            _queue(child, child_state)
-            b.store.touch_flow_run(flow_run_id)  # alive: the sweeper leaves the parent be
-            raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
-        child_lf = loaded(b.store, child.flow_id)
-        if child_lf.inline_slug is not None:
-            inline = run_inline(child_lf, child, begin_from=child_state)
-            if isinstance(inline, State):
-                return _mirror_inline(flow_run_id, slug, child_id, map_index, lf, finalize)
-            head = inline
-        elif begin(child, child_state, child_lf):
-            head = build_canvas(child_lf, child_id)
     raise self.replace(chain(head, *tail) if head is not None else chain(*tail))
-
-
-def _mirror_inline(
-    flow_run_id: str,
-    slug: str,
-    child_id: str,
-    map_index: int,
-    lf: LoadedFlow | None,
-    finalize: bool,
-) -> dict[str, str]:
-    """Take a child run that just ended here into its waiting task run."""
-    mirrored = mirror_child(flow_run_id, slug, b.store.get_flow_run(child_id), map_index)
-    if finalize:
-        finalize_run(flow_run_id, lf)
-    return mirrored
 
 
 def execute(
@@ -521,12 +585,9 @@ def node(
     else:
         outcome = execute(lf, run, tr, slug, map_index, element, owner)
     if outcome.wait_for is not None:
+        link = Link(tr_id, flow_run_id, owner, outcome.message)
         child_id = outcome.wait_for.flow_run_id
-        store.finish_task_run(
-            tr_id, flow_run_id, State.RUNNING, outcome.message, owner=owner,
-            child_flow_run_id=child_id,
-        )  # fmt: skip
-        return _splice_child(self, flow_run_id, slug, map_index, child_id, lf, finalize)
+        return _splice_child(self, flow_run_id, slug, map_index, child_id, lf, finalize, link)
     if not store.finish_task_run(
         tr_id, flow_run_id, outcome.state, outcome.message, outcome.result, owner=owner
     ):

@@ -58,6 +58,9 @@ with Flow("parent-mirror") as parent_mirror:
 with Flow("parent-slow") as parent_slow:
     StartFlowRun(flow_name="slow", project_name=PROJECT, wait=True)(parameters={"seconds": 30})
 
+with Flow("parent-short") as parent_short:
+    StartFlowRun(flow_name="slow", project_name=PROJECT, wait=True)(parameters={"seconds": 3})
+
 with Flow("parent-unknown") as parent_unknown:
     StartFlowRun(flow_name="no-such-flow", project_name=PROJECT, wait=True)()
 
@@ -76,6 +79,7 @@ CHILDREN = [ok, slow, fails, needs_name]
 PARENTS = [
     parent_mirror,
     parent_slow,
+    parent_short,
     parent_unknown,
     parent_bad_params,
     parent_missing_params,

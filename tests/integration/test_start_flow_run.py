@@ -174,14 +174,19 @@ def test_cancel_parent_cancels_running_child(kids: Fleet) -> None:
 
 
 def test_cancelled_child_mirrors_as_cancelled(kids: Fleet) -> None:
-    parent_id = kids.client.create_flow_run("parent-slow", children.PROJECT)
+    # Given a parent waiting on a 3-second child, which starts at once
+    parent_id = kids.client.create_flow_run("parent-short", children.PROJECT)
     deadline = time.monotonic() + 30
     while not kids.client.get_flow_run(parent_id).children:
         assert time.monotonic() < deadline, kids.logs()
         time.sleep(0.1)
     child_id = kids.client.get_flow_run(parent_id).children[0]
+    # When the child is cancelled (before it starts, or while its task runs: the
+    # task's code is not interrupted, and its end is not recorded over the cancel)
     assert kids.client.cancel_flow_run(child_id) is True
+    # Then the waiting task and the parent take the child's Cancelled state
     parent = kids.client.wait_for_flow_run(parent_id, timeout=30)
+    assert kids.client.get_flow_run(child_id).state is State.CANCELLED
     assert parent.task_run("flow_slow").state is State.CANCELLED
     assert parent.state is State.CANCELLED
 
