@@ -22,17 +22,16 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    func,
     insert,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
+from orchestrator import statements as sql
 from orchestrator.config import hide_password
 from orchestrator.errors import (
     BackendUnavailable,
@@ -50,19 +49,16 @@ from orchestrator.models import (
     TaskRun,
     TaskRunLog,
 )
+from orchestrator.statements import FLOW_RUNS, TASK_RUNS
 from orchestrator.states import State, states_before
 
 if TYPE_CHECKING:
     from orchestrator.logcapture import LogLine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# the hot path (claims, state changes, reads by id) runs Core statements on these
-# tables: several times cheaper than ORM sessions for one-row reads and writes
-FLOW_RUNS = cast(Table, FlowRun.__table__)
-TASK_RUNS = cast(Table, TaskRun.__table__)
-EVENTS = cast(Table, StateEvent.__table__)
-FLOWS = cast(Table, FlowVersion.__table__)
-PROJECTS = cast(Table, Project.__table__)
+# the hot path (claims, state changes, reads by id) runs the prebuilt Core
+# statements of orchestrator.statements: several times cheaper than ORM sessions
+# for one-row reads and writes
 RUN_NAMESPACE = uuid.UUID("6f1c2a8e-5b8e-4c1e-9f0a-3d2b7c4e5a10")
 
 
@@ -174,14 +170,12 @@ class _Tx:
         row (a dict), whether it went in."""
         if not rows:
             return False
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(table).on_conflict_do_nothing()
+        dialect = self.conn.dialect.name
         if isinstance(rows, list):
-            self.conn.execute(stmt, rows)
+            self.conn.execute(sql.insert_new(dialect, table, False), rows)
             return True
         # psycopg reports no row count here: ask for the key back instead
-        key = next(iter(table.primary_key.columns))
-        return self.conn.execute(stmt.returning(key), rows).first() is not None
+        return self.conn.execute(sql.insert_new(dialect, table, True), rows).first() is not None
 
 
 def _flow_run(row: Row[Any]) -> FlowRun:
@@ -259,17 +253,17 @@ class Store:
             tx = _Tx(conn)
             yield tx
             if tx.events:
-                conn.execute(insert(EVENTS), tx.events)
+                conn.execute(sql.INSERT_EVENTS, tx.events)
 
-    def _one(self, statement: Any) -> Row[Any] | None:
+    def _one(self, statement: Any, params: dict[str, Any] | None = None) -> Row[Any] | None:
         """The first row of a one-statement read (no transaction of its own)."""
         with self._translate(), self._reader.connect() as conn:
-            return conn.execute(statement).first()
+            return conn.execute(statement, params).first()
 
-    def _all(self, statement: Any) -> list[Row[Any]]:
+    def _all(self, statement: Any, params: dict[str, Any] | None = None) -> list[Row[Any]]:
         """Every row of a one-statement read (no transaction of its own)."""
         with self._translate(), self._reader.connect() as conn:
-            return list(conn.execute(statement).all())
+            return list(conn.execute(statement, params).all())
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
@@ -410,15 +404,7 @@ class Store:
 
     def newest_flow(self, project_name: str, name: str) -> FlowVersion:
         """The newest non-archived version of a flow, or FlowNotFound listing what exists."""
-        row = self._one(
-            select(FLOWS)
-            .join(PROJECTS, PROJECTS.c.id == FLOWS.c.project_id)
-            .where(
-                PROJECTS.c.name == project_name,
-                FLOWS.c.name == name,
-                FLOWS.c.archived.is_(False),
-            )
-        )
+        row = self._one(sql.NEWEST_FLOW, {"project": project_name, "name": name})
         if row is not None:
             return FlowVersion(**row._mapping)
         with self.reading() as s:
@@ -513,7 +499,7 @@ class Store:
                 # the unique key is the guarantee: a second insert of it adds nothing
                 created = tx.insert_new(FLOW_RUNS, row)
             else:
-                tx.execute(insert(FLOW_RUNS), row)
+                tx.execute(sql.INSERT_FLOW_RUN, row)
                 created = True
             if created:
                 tx.event(run_id, state)
@@ -526,12 +512,12 @@ class Store:
 
     def flow_run_by_key(self, key: str) -> FlowRun | None:
         """The flow run holding an idempotency key."""
-        row = self._one(select(FLOW_RUNS).where(FLOW_RUNS.c.idempotency_key == key))
+        row = self._one(sql.FLOW_RUN_BY_KEY, {"key": key})
         return None if row is None else _flow_run(row)
 
     def get_flow_run(self, flow_run_id: str) -> FlowRun:
         """A flow run by id, or FlowRunNotFound."""
-        row = self._one(select(FLOW_RUNS).where(FLOW_RUNS.c.id == flow_run_id))
+        row = self._one(sql.FLOW_RUN, {"id": flow_run_id})
         if row is None:
             raise FlowRunNotFound(f"no flow run {flow_run_id!r}")
         return _flow_run(row)
@@ -635,8 +621,14 @@ class Store:
         """Task runs by id (ids that do not exist are left out)."""
         if not ids:
             return {}
-        rows = self._all(select(TASK_RUNS).where(TASK_RUNS.c.id.in_(list(ids))))
+        rows = self._all(sql.TASK_RUNS_BY_ID, {"ids": list(ids)})
         return {r.id: _task_run(r) for r in rows}
+
+    def task_run_states(self, ids: Sequence[str]) -> dict[str, State]:
+        """The states of task runs by id (ids that do not exist are left out)."""
+        if not ids:
+            return {}
+        return {r.id: State(r.state) for r in self._all(sql.TASK_RUN_STATES, {"ids": list(ids)})}
 
     def start_mapped_task_run(
         self, task_run_id_: str, flow_run_id: str, slug: str, name: str, width: int, owner: str
@@ -670,7 +662,7 @@ class Store:
 
     def get_task_run(self, task_run_id: str) -> TaskRun | None:
         """A task run by id."""
-        row = self._one(select(TASK_RUNS).where(TASK_RUNS.c.id == task_run_id))
+        row = self._one(sql.TASK_RUN, {"id": task_run_id})
         return None if row is None else _task_run(row)
 
     def claim_task_run(
@@ -733,19 +725,9 @@ class Store:
     def renew_lease(self, task_run_id: str, owner: str, lease_seconds: float) -> bool:
         """Extend a held lease (the heartbeat)."""
         with self._tx() as tx:
-            return bool(
-                _rowcount(
-                    tx.execute(
-                        update(TASK_RUNS)
-                        .where(
-                            TASK_RUNS.c.id == task_run_id,
-                            TASK_RUNS.c.lease_owner == owner,
-                            TASK_RUNS.c.state == State.RUNNING.value,
-                        )
-                        .values(lease_until=tx.now + timedelta(seconds=lease_seconds))
-                    )
-                )
-            )
+            until = tx.now + timedelta(seconds=lease_seconds)
+            params = {"target": task_run_id, "owner": owner, "until": until}
+            return bool(_rowcount(tx.execute(sql.RENEW_LEASE, params)))
 
     def finish_task_run(
         self,
@@ -1163,18 +1145,8 @@ def _set_flow_run_state(
     Returns:
         The flow run as it is now, or None when it was in none of ``expected``."""
     allowed = [x.value for x in (expected if expected is not None else states_before(new))]
-    c = FLOW_RUNS.c
-    values: dict[str, Any] = {"state": new.value, "message": message, "updated": tx.now}
-    if new is State.RUNNING:
-        values["start_time"] = func.coalesce(c.start_time, tx.now)
-    if new.is_final:
-        values["end_time"] = tx.now
-    row = tx.execute(
-        update(FLOW_RUNS)
-        .where(c.id == flow_run_id, c.state.in_(allowed))
-        .values(**values)
-        .returning(*FLOW_RUNS.columns)
-    ).first()
+    params = {"target": flow_run_id, "allowed": allowed, "new_message": message, "now": tx.now}
+    row = tx.execute(sql.set_flow_run_state(new), params).first()
     if row is not None:
         tx.event(flow_run_id, new, message)
     return cast("Row[Any] | None", row)
@@ -1218,36 +1190,18 @@ def _claim(
 ) -> Claim:
     """Claim a task run in ``tx`` (see :meth:`Store.claim_task_run`); ``flow_run``
     is its flow run when the caller just wrote it."""
-    now = tx.now
-    c = TASK_RUNS.c
-    row = tx.execute(
-        update(TASK_RUNS)
-        .where(
-            c.id == task_run_id,
-            or_(
-                c.state.in_([State.PENDING.value, State.RETRYING.value]),
-                (c.state == State.RUNNING.value)
-                & or_(c.lease_until < now, c.lease_until.is_(None))
-                & c.child_flow_run_id.is_(None),
-            ),
-        )
-        .values(
-            state=State.RUNNING.value,
-            lease_owner=owner,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            attempts=c.attempts + 1,
-            worker=worker,
-            start_time=func.coalesce(c.start_time, now),
-        )
-        .returning(*TASK_RUNS.columns)
-    ).first()
+    until = tx.now + timedelta(seconds=lease_seconds)
+    params = {
+        "target": task_run_id, "owner": owner, "until": until, "now": tx.now, "by_worker": worker
+    }  # fmt: skip
+    row = tx.execute(sql.CLAIM, params).first()
     claimed = row is not None
     if claimed:
         tx.event(flow_run_id, State.RUNNING, task_run_id=task_run_id)
     else:
-        row = tx.execute(select(TASK_RUNS).where(c.id == task_run_id)).first()
+        row = tx.execute(sql.TASK_RUN, {"id": task_run_id}).first()
     if flow_run is None:
-        flow_run = tx.execute(select(FLOW_RUNS).where(FLOW_RUNS.c.id == flow_run_id)).first()
+        flow_run = tx.execute(sql.FLOW_RUN, {"id": flow_run_id}).first()
     if row is None or flow_run is None:
         raise FlowRunNotFound(f"no task run {task_run_id!r}")
     return Claim(claimed, _task_run(row), _flow_run(flow_run))
@@ -1264,20 +1218,20 @@ def _finish(
     child_flow_run_id: str | None = None,
 ) -> bool:
     """Record a task run's new state in ``tx`` (see :meth:`Store.finish_task_run`)."""
-    now = tx.now
-    c = TASK_RUNS.c
-    values: dict[str, Any] = {"state": state.value, "message": message}
-    if state.is_final:
-        values.update(result=result, end_time=now, lease_owner=None, lease_until=None)
-        values["start_time"] = func.coalesce(c.start_time, now)
-    if child_flow_run_id is not None:
-        values["child_flow_run_id"] = child_flow_run_id
-    cond = [c.id == task_run_id]
+    final = state.is_final
+    params: dict[str, Any] = {
+        "target": task_run_id, "new_state": state.value, "new_message": message
+    }  # fmt: skip
+    if final:
+        params.update(new_result=result, now=tx.now)
     if owner is not None:
-        cond += [c.lease_owner == owner, c.state == State.RUNNING.value]
+        params["owner"] = owner
     else:
-        cond.append(c.state.in_([x.value for x in states_before(state)]))
-    done = _rowcount(tx.execute(update(TASK_RUNS).where(*cond).values(**values)))
+        params["allowed"] = [x.value for x in states_before(state)]
+    if child_flow_run_id is not None:
+        params["child"] = child_flow_run_id
+    stmt = sql.finish_task_run(final, owner is not None, child_flow_run_id is not None)
+    done = _rowcount(tx.execute(stmt, params))
     if done:
         tx.event(flow_run_id, state, message, task_run_id)
     return bool(done)

@@ -8,13 +8,11 @@ never a Celery exception."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
-import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +45,7 @@ from orchestrator.states import State
 from orchestrator.store import Link, Mirror, Store, aware, task_run_id, utcnow
 from workers.canvas import Chain, Node, to_signature
 from workers.flows import LoadedFlow, loaded
+from workers.heartbeat import heartbeat
 from workers.limits import Slots
 
 log = logging.getLogger(__name__)
@@ -389,26 +388,18 @@ def wake_label(label: str) -> None:
     wake(slots.waiting(label))
 
 
-@contextlib.contextmanager
-def heartbeat(
-    store: Store, tr_id: str, owner: str, lease: float, run_id: str | None = None
-) -> Iterator[None]:
-    """Renew a task run's lease (and its flow run's slots) while its code runs."""
-    stop = threading.Event()
+def _renewer(
+    store: Store, tr_id: str, owner: str, lease: float, run_id: str | None
+) -> Callable[[], None]:
+    """What the heartbeat calls for one running task run: renew its lease, and its
+    flow run's slots when it has any."""
 
-    def beat() -> None:
-        while not stop.wait(lease / 3):
-            with contextlib.suppress(Exception):
-                store.renew_lease(tr_id, owner, lease)
-                if run_id is not None:
-                    slots.renew(run_id)
+    def renew() -> None:
+        store.renew_lease(tr_id, owner, lease)
+        if run_id is not None:
+            slots.renew(run_id)
 
-    thread = threading.Thread(target=beat, daemon=True, name="orchestrator-heartbeat")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
+    return renew
 
 
 def _splice_child(
@@ -537,7 +528,7 @@ def execute(
     lease = b.settings.lease_seconds
     with (
         entered(ctx),
-        heartbeat(store, tr.id, owner, lease, run.id if limited else None),
+        heartbeat.holding(_renewer(store, tr.id, owner, lease, run.id if limited else None), lease),
         logcapture.task_run_logs(store, run.id, tr.id, tr.attempts),
     ):
         return run_code(
@@ -612,17 +603,26 @@ def _upstream(
     if not edges:
         return []
     ids = {s: task_run_id(flow_run_id, s) for s, *_ in edges}
-    mapped_ups = {s for s, _, mapped, _ in edges if mapped and s in lf.mapped}
-    child_ids = {s: task_run_id(flow_run_id, s, map_index) for s in mapped_ups} if element else {}
-    rows = store.task_runs_by_id([*ids.values(), *child_ids.values()])
-    upstream = [
-        Upstream(s, key, State(rows[ids[s]].state), rows[ids[s]].result, mapped, flat)
-        for s, key, mapped, flat in edges
-    ]
     if element is None or map_index < 0:
-        return upstream
-    states = {s: State(rows[i].state) for s, i in child_ids.items() if i in rows}
-    return element_upstream(upstream, element, states)
+        rows = store.task_runs_by_id(list(ids.values()))
+        return [
+            Upstream(s, key, State(rows[ids[s]].state), rows[ids[s]].result, mapped, flat)
+            for s, key, mapped, flat in edges
+        ]
+    # one element of a mapped task: a mapped edge carries the element, so only the
+    # other edges need their upstream's result (a whole list is not read per element)
+    mapped_ups = {s for s, _, mapped, _ in edges if mapped and s in lf.mapped}
+    child_ids = {s: task_run_id(flow_run_id, s, map_index) for s in mapped_ups}
+    whole = {ids[s] for s, key, mapped, _ in edges if not (mapped and key is not None)}
+    states = store.task_run_states([*ids.values(), *child_ids.values()])
+    rows = store.task_runs_by_id(list(whole)) if whole else {}
+    upstream = [
+        Upstream(s, key, states[ids[s]], rows[ids[s]].result if ids[s] in rows else None,
+                 mapped, flat)
+        for s, key, mapped, flat in edges
+    ]  # fmt: skip
+    element_states = {s: states[i] for s, i in child_ids.items() if i in states}
+    return element_upstream(upstream, element, element_states)
 
 
 def _map(
