@@ -759,7 +759,7 @@ class Store:
         flow_state: State,
         flow_message: str | None,
         mirror: Mirror | None = None,
-    ) -> tuple[bool, bool]:
+    ) -> tuple[bool, bool, bool]:
         """Record the task run that ends a flow (while ``owner`` holds its lease) and
         then the Running flow run's final state, in one transaction.
 
@@ -768,18 +768,22 @@ class Store:
                 state in the same transaction (when the flow run's state is recorded).
 
         Returns:
-            Whether the task run was recorded, and whether the flow run was.
+            Whether the task run was recorded, whether the flow run was, and whether
+            the mirrored state was.
         """
         with self._tx() as tx:
             if not _finish(tx, task_run_id, flow_run_id, state, message, result, owner):
-                return False, False
+                return False, False, False
             flow = _set_flow_run_state(tx, flow_run_id, flow_state, flow_message, [State.RUNNING])
-            if flow is not None and mirror is not None:
-                _finish(
+            mirrored = (
+                flow is not None
+                and mirror is not None
+                and _finish(
                     tx, mirror.task_run_id, mirror.flow_run_id, mirror.state, mirror.message,
                     mirror.result,
-                )  # fmt: skip
-            return True, flow is not None
+                )
+            )  # fmt: skip
+            return True, flow is not None, mirrored
 
     def cancel_pending_task_runs(self, flow_run_id: str, message: str) -> int:
         """Mark every unfinished task run of a flow run Cancelled."""

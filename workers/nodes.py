@@ -274,7 +274,8 @@ def run_inline(
             if State(claim.task_run.state).is_final:
                 return ended(State(finalize_run(run.id, lf)["state"]))
             return handover if claim.task_run.child_flow_run_id else None
-        outcome = execute(lf, claim.flow_run, claim.task_run, slug, -1, None, owner)
+        fresh = begin_from is not None  # its slots were taken right before
+        outcome = execute(lf, claim.flow_run, claim.task_run, slug, -1, None, owner, fresh)
         if outcome.wait_for is not None:
             store.finish_task_run(
                 tr_id, run.id, State.RUNNING, outcome.message, owner=owner,
@@ -291,7 +292,7 @@ def run_inline(
                 m_state, m_message, m_result = mirror_outcome(run.id, final, message, results)
                 mirror = Mirror(waiting.task_run_id, waiting.flow_run_id, m_state, m_message,
                                 m_result)  # fmt: skip
-            task_done, flow_done = store.finish_task_and_flow_run(
+            task_done, flow_done, mirrored = store.finish_task_and_flow_run(
                 tr_id, run.id, outcome.state, outcome.message, outcome.result, owner,
                 final, message, mirror,
             )  # fmt: skip
@@ -301,7 +302,7 @@ def run_inline(
                 return ended(State(finalize_run(run.id, lf)["state"]))
             b.notify(run.id, final)
             _release(claim.flow_run)
-            return ended(final, mirror)
+            return ended(final, mirror if mirrored else None)
         if not store.finish_task_run(
             tr_id, run.id, outcome.state, outcome.message, outcome.result, owner=owner
         ):
@@ -498,15 +499,17 @@ def execute(
     map_index: int,
     element: dict[str, Any] | None,
     owner: str,
+    slots_fresh: bool = False,
 ) -> Outcome:
     """Run a claimed task run's code, or say why it does not run (its trigger, a
-    cancelled flow run)."""
+    cancelled flow run). ``slots_fresh``: the run's slots were just taken (no need
+    to renew them before the code starts)."""
     if State(run.state) is State.CANCELLED:
         return Outcome(State.CANCELLED, message="flow run cancelled")
     store = b.store
     task = lf.task(slug)
     limited = bool(run.labels or run.parent_flow_run_id)
-    if limited:
+    if limited and not slots_fresh:
         slots.renew(run.id)
     upstream = _upstream(store, lf, run.id, slug, map_index, element)
     constants_ = lf.flow.constants.get(task, {})

@@ -35,7 +35,7 @@ from orchestrator import (
 from orchestrator.client import Client
 from orchestrator.config import Settings
 from orchestrator.models import FlowRun, FlowVersion
-from orchestrator.store import Store, task_run_id, utcnow
+from orchestrator.store import Link, Mirror, Store, task_run_id, utcnow
 from tests.conftest import DATABASE_ENV
 
 TABLES = {"projects", "flows", "flow_runs", "task_runs", "state_events", "alembic_version"}
@@ -441,6 +441,46 @@ def test_task_runs_are_created_once(store: Store, task_run: tuple[str, str]) -> 
         ("extract", "Pending", 0),
         ("load", "Pending", 0),
     ]
+
+
+def test_a_child_starts_with_its_parents_link_and_ends_with_the_mirror(
+    store: Store, task_run: tuple[str, str], flow_version: FlowVersion
+) -> None:
+    parent_id, parent_tr = task_run
+    # Given a parent task run that started a child run and waits for it
+    store.claim_task_run(parent_tr, parent_id, "parent", lease_seconds=60, worker="w")
+    child, _ = store.create_flow_run(
+        flow_version, {}, State.SUBMITTED, parent_flow_run_id=parent_id
+    )
+    link = Link(parent_tr, parent_id, "parent", f"waiting for {child.id}")
+    # When the child starts: its task runs, its claim and the parent's link at once
+    claim = store.begin_and_claim(
+        child.id, [("extract", "extract")], {}, [State.SUBMITTED], "extract", "child", 60, "w",
+        link,
+    )  # fmt: skip
+    assert claim is not None and claim.claimed
+    waiting = store.get_task_run(parent_tr)
+    assert waiting is not None
+    assert (waiting.state, waiting.child_flow_run_id) == ("Running", child.id)
+    # ... and a second start finds it started, and writes nothing
+    assert store.begin_and_claim(
+        child.id, [("extract", "extract")], {}, [State.SUBMITTED], "extract", "other", 60, "w",
+        Link(parent_tr, parent_id, "parent", "second"),
+    ) is None  # fmt: skip
+    assert (store.get_task_run(parent_tr) or waiting).message == f"waiting for {child.id}"
+    # When its task ends the child, the parent takes the child's state with it
+    mirror = Mirror(parent_tr, parent_id, State.SUCCESS, "child ended", {"flow_run_id": child.id})
+    done = store.finish_task_and_flow_run(
+        task_run_id(child.id, "extract"), child.id, State.SUCCESS, None, [1], "child",
+        State.SUCCESS, "all reference tasks succeeded", mirror,
+    )  # fmt: skip
+    assert done == (True, True, True)
+    parent_task = store.get_task_run(parent_tr)
+    assert parent_task is not None
+    assert (parent_task.state, parent_task.result) == ("Success", {"flow_run_id": child.id})
+    assert store.get_flow_run(child.id).state == "Success"
+    events = [(e.task_run_id, e.state) for e in store.history(parent_id)]
+    assert events[-2:] == [(parent_tr, "Running"), (parent_tr, "Success")]
 
 
 @pytest.mark.parametrize(
