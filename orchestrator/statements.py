@@ -42,7 +42,6 @@ TASK_RUN = select(TASK_RUNS).where(_tr.id == bindparam("id"))
 TASK_RUNS_BY_ID = select(TASK_RUNS).where(_tr.id.in_(bindparam("ids", expanding=True)))
 #: The states of task runs by ids (``ids``, a list): no results to decode.
 TASK_RUN_STATES = select(_tr.id, _tr.state).where(_tr.id.in_(bindparam("ids", expanding=True)))
-# (in updates, bound names differ from column names, as SQLAlchemy requires)
 
 #: The newest non-archived version of a flow (``project``, ``name``).
 NEWEST_FLOW = (
@@ -58,6 +57,8 @@ NEWEST_FLOW = (
 INSERT_FLOW_RUN = insert(FLOW_RUNS)
 #: Insert state events (every column but the id).
 INSERT_EVENTS = insert(EVENTS)
+# In updates, bound names differ from column names, as SQLAlchemy requires.
+
 #: Extend a held lease (``target``, ``owner``, ``until``).
 RENEW_LEASE = (
     update(TASK_RUNS)

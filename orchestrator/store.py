@@ -1,5 +1,9 @@
 """The SQL adapter: every read and compare-and-set write of flows, flow runs and
-task runs, through SQLAlchemy 2. The database is the source of truth for runs."""
+task runs, through SQLAlchemy 2. The database is the source of truth for runs.
+
+The hot path (claims, state changes, reads by id) runs the prebuilt Core
+statements of :mod:`orchestrator.statements` on plain connections, several times
+cheaper than ORM sessions for one-row reads and writes; the rest uses sessions."""
 
 from __future__ import annotations
 
@@ -56,9 +60,6 @@ if TYPE_CHECKING:
     from orchestrator.logcapture import LogLine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# the hot path (claims, state changes, reads by id) runs the prebuilt Core
-# statements of orchestrator.statements: several times cheaper than ORM sessions
-# for one-row reads and writes
 RUN_NAMESPACE = uuid.UUID("6f1c2a8e-5b8e-4c1e-9f0a-3d2b7c4e5a10")
 
 
@@ -165,17 +166,16 @@ class _Tx:
             }
         )
 
-    def insert_new(self, table: Table, rows: dict[str, Any] | list[dict[str, Any]]) -> bool:
-        """Insert rows, leaving out those whose unique keys exist already. For one
-        row (a dict), whether it went in."""
-        if not rows:
-            return False
-        dialect = self.conn.dialect.name
-        if isinstance(rows, list):
-            self.conn.execute(sql.insert_new(dialect, table, False), rows)
-            return True
+    def insert_new(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows, leaving out those whose unique keys exist already."""
+        if rows:
+            self.conn.execute(sql.insert_new(self.conn.dialect.name, table, False), rows)
+
+    def insert_one_new(self, table: Table, row: dict[str, Any]) -> bool:
+        """Insert a row unless its unique keys exist already; whether it went in."""
         # psycopg reports no row count here: ask for the key back instead
-        return self.conn.execute(sql.insert_new(dialect, table, True), rows).first() is not None
+        stmt = sql.insert_new(self.conn.dialect.name, table, True)
+        return self.conn.execute(stmt, row).first() is not None
 
 
 def _flow_run(row: Row[Any]) -> FlowRun:
@@ -497,7 +497,7 @@ class Store:
         with self._tx() as tx:
             if idempotency_key:
                 # the unique key is the guarantee: a second insert of it adds nothing
-                created = tx.insert_new(FLOW_RUNS, row)
+                created = tx.insert_one_new(FLOW_RUNS, row)
             else:
                 tx.execute(sql.INSERT_FLOW_RUN, row)
                 created = True

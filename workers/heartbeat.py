@@ -8,6 +8,7 @@ entry; the thread is started in each (forked) process on first use."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -34,7 +35,7 @@ class Heartbeat:
         self._wake = threading.Event()
         self._next = float("inf")
         self._pid: int | None = None
-        self._ids = iter(range(1, 1 << 62))
+        self._ids = itertools.count()
 
     @contextlib.contextmanager
     def holding(self, renew: Callable[[], None], lease_seconds: float) -> Iterator[None]:
