@@ -23,7 +23,7 @@ from orchestrator.errors import (
 from orchestrator.parameters import resolve_parameters
 from orchestrator.runtime import Backends, backends
 from orchestrator.states import State
-from orchestrator.store import aware, utcnow
+from orchestrator.store import aware, new_flow_run, utcnow
 
 if TYPE_CHECKING:
     from orchestrator.engine import Outcome
@@ -180,11 +180,38 @@ class Client:
         Returns:
             The flow run id.
         """
+        new = self.prepare_flow_run(
+            flow_name, project_name, parameters, idempotency_key, run_name,
+            scheduled_start_time, labels, parent_flow_run_id, parent_task_run_id,
+        )  # fmt: skip
+        run, created = self.backends.store.insert_flow_run(new)
+        if created and dispatch and State(run.state) is State.SUBMITTED:
+            self.backends.dispatch(run.id, flow_name)
+        return run.id
+
+    def prepare_flow_run(
+        self,
+        flow_name: str,
+        project_name: str,
+        parameters: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        run_name: str | None = None,
+        scheduled_start_time: datetime | None = None,
+        labels: Iterable[str] | None = None,
+        parent_flow_run_id: str | None = None,
+        parent_task_run_id: str | None = None,
+    ) -> FlowRun:
+        """Check and build a run of the newest version of a flow, without storing it
+        (:meth:`create_flow_run` stores and sends it; a worker may store it with the
+        transaction that starts it). Takes the arguments of :meth:`create_flow_run`.
+
+        Returns:
+            The run, Submitted (Scheduled when it starts later).
+        """
         from orchestrator.limits import check_label
 
         run_labels = [check_label(label) for label in labels or ()]
-        store = self.backends.store
-        flow = store.newest_flow(project_name, flow_name)
+        flow = self.backends.store.newest_flow(project_name, flow_name)
         values = resolve_parameters(flow_name, flow.parameters, parameters)
         if run_name is not None and not isinstance(run_name, str):
             raise SerializationError(f"run_name must be a string, got {type(run_name).__name__}")
@@ -195,7 +222,7 @@ class Client:
                 f"scheduled_start_time must be a timezone-aware datetime, got {scheduled_start_time!r}"
             )
         future = scheduled_start_time is not None and scheduled_start_time > utcnow()
-        run, created = store.create_flow_run(
+        return new_flow_run(
             flow,
             values,
             state=State.SCHEDULED if future else State.SUBMITTED,
@@ -206,9 +233,6 @@ class Client:
             parent_flow_run_id=parent_flow_run_id,
             parent_task_run_id=parent_task_run_id,
         )
-        if created and dispatch and not future:
-            self.backends.dispatch(run.id, flow.name)
-        return run.id
 
     def get_flow_run(self, flow_run_id: str, task_runs: bool = True) -> FlowRunInfo:
         """A flow run with its state, parameters, times, children and task runs."""

@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import BackendUnavailable
 from orchestrator.signals import FAIL, SKIP
 from orchestrator.states import State
 from orchestrator.task import Task
+
+if TYPE_CHECKING:
+    from orchestrator.models import FlowRun
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,15 @@ class WaitForFlowRun:
 
     On workers the node task splices the child run's canvas in its own place; in
     ``flow.run()`` the child runs in process. The task's final state becomes the
-    child's."""
+    child's.
+
+    Attributes:
+        new: the run when it is built and not stored yet
+            (:meth:`~orchestrator.client.Client.prepare_flow_run`): whoever acts on
+            this stores it first (a worker, in the transaction that starts it)."""
 
     flow_run_id: str
+    new: FlowRun | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from orchestrator.engine import (
     Outcome,
     TaskTimedOut,
     Upstream,
+    WaitForFlowRun,
     check_upstream,
     element_upstream,
     flow_state,
@@ -59,7 +60,7 @@ def run_flow(
     flow: Flow,
     parameters: dict[str, Any],
     flow_run_id: str | None = None,
-    on_wait: Callable[[Task, str], Outcome] | None = None,
+    on_wait: Callable[[Task, WaitForFlowRun], Outcome] | None = None,
 ) -> FlowRunState:
     """Run every task of ``flow`` in topological order in this process.
 
@@ -104,7 +105,7 @@ def run_flow(
                     call=_with_timeout(task.timeout),
                 )
             if outcome.wait_for is not None:
-                outcome = (on_wait or _run_child_here)(task, outcome.wait_for.flow_run_id)
+                outcome = (on_wait or _run_child_here)(task, outcome.wait_for)
         return TaskRunState(outcome.state, outcome.result, outcome.message, tries)
 
     for task in flow.sorted_tasks():
@@ -158,7 +159,10 @@ def _run_mapped(
     return TaskRunState(outcome.state, outcome.result, outcome.message, 1), runs
 
 
-def _run_child_here(task: Task, flow_run_id: str) -> Outcome:
+def _run_child_here(task: Task, wait_for: WaitForFlowRun) -> Outcome:
     from orchestrator.client import Client
 
-    return Client().run_in_process(flow_run_id)
+    client = Client()
+    if wait_for.new is not None:
+        client.backends.store.insert_flow_run(wait_for.new)
+    return client.run_in_process(wait_for.flow_run_id)

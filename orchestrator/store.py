@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 
 from orchestrator import statements as sql
 from orchestrator.config import hide_password
+from orchestrator.connections import guard_checkouts
 from orchestrator.errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -178,9 +179,55 @@ class _Tx:
         return self.conn.execute(stmt, row).first() is not None
 
 
-def _flow_run(row: Row[Any]) -> FlowRun:
+def _flow_run(row: Row[Any] | FlowRun) -> FlowRun:
     """A flow run read with a Core statement, as a (detached) ORM object."""
-    return FlowRun(**row._mapping)
+    return row if isinstance(row, FlowRun) else FlowRun(**row._mapping)
+
+
+def _row(run: FlowRun) -> dict[str, Any]:
+    """A flow run's columns, to insert."""
+    return {c.key: getattr(run, c.key) for c in FLOW_RUNS.columns}
+
+
+def _started(run: FlowRun, now: datetime) -> FlowRun:
+    """A copy of a new flow run, Running since ``now``."""
+    fields = _row(run)
+    fields.update(state=State.RUNNING.value, start_time=now, updated=now)
+    return FlowRun(**fields)
+
+
+def new_flow_run(
+    flow: FlowVersion,
+    parameters: dict[str, Any],
+    state: State,
+    idempotency_key: str | None = None,
+    name: str | None = None,
+    labels: Sequence[str] = (),
+    scheduled_start_time: datetime | None = None,
+    parent_flow_run_id: str | None = None,
+    parent_task_run_id: str | None = None,
+) -> FlowRun:
+    """A flow run of ``flow``, built and not stored: its id is the idempotency
+    key's when there is one (so every attempt that builds it names the same run)."""
+    now = utcnow()
+    return FlowRun(
+        id=run_id_for_key(idempotency_key) if idempotency_key else str(uuid.uuid4()),
+        flow_id=flow.id,
+        name=name,
+        state=state.value,
+        message=None,
+        parameters=parameters,
+        labels=sorted(set(labels) | set(flow.labels or [])),
+        idempotency_key=idempotency_key,
+        parent_flow_run_id=parent_flow_run_id,
+        parent_task_run_id=parent_task_run_id,
+        # stored in UTC: SQLite keeps no offset and would read a local time back as UTC
+        scheduled_start_time=_as_utc(scheduled_start_time) if scheduled_start_time else None,
+        start_time=None,
+        end_time=None,
+        created=now,
+        updated=now,
+    )
 
 
 def _task_run(row: Row[Any]) -> TaskRun:
@@ -199,8 +246,7 @@ class Store:
     def __init__(self, url: str, auto_migrate: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        # a file has no server to go away: the pre-ping round trip is for servers only
-        kwargs: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
+        kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -217,6 +263,8 @@ class Store:
             ) from None
         if self.is_sqlite:
             _sqlite_pragmas(self.engine)
+        else:  # a file has no server to go away; a server connection is checked
+            guard_checkouts(self.engine)
         # a store dropped without close() (an evicted cached connection) still closes
         # its pooled connections, rather than leave them to the garbage collector
         weakref.finalize(self, self.engine.dispose)
@@ -252,7 +300,9 @@ class Store:
         with self._translate(), self._writer.begin() as conn:
             tx = _Tx(conn)
             yield tx
-            if tx.events:
+            if len(tx.events) == 1:  # one row: no executemany (a pipeline on psycopg)
+                conn.execute(sql.INSERT_EVENTS, tx.events[0])
+            elif tx.events:
                 conn.execute(sql.INSERT_EVENTS, tx.events)
 
     def _one(self, statement: Any, params: dict[str, Any] | None = None) -> Row[Any] | None:
@@ -458,55 +508,36 @@ class Store:
 
     # --- flow runs ----------------------------------------------------------------
 
-    def create_flow_run(
-        self,
-        flow: FlowVersion,
-        parameters: dict[str, Any],
-        state: State,
-        idempotency_key: str | None = None,
-        name: str | None = None,
-        labels: Sequence[str] = (),
-        scheduled_start_time: datetime | None = None,
-        parent_flow_run_id: str | None = None,
-        parent_task_run_id: str | None = None,
-    ) -> tuple[FlowRun, bool]:
-        """Insert a flow run, or find the one with the same idempotency key.
+    def create_flow_run(self, *args: Any, **kwargs: Any) -> tuple[FlowRun, bool]:
+        """Insert a flow run, or find the one with the same idempotency key: takes
+        the arguments of :func:`new_flow_run`.
 
         Returns:
             The run, and True when this call created it.
         """
-        run_id = run_id_for_key(idempotency_key) if idempotency_key else str(uuid.uuid4())
-        now = utcnow()
-        run = FlowRun(
-            id=run_id,
-            flow_id=flow.id,
-            name=name,
-            state=state.value,
-            message=None,
-            parameters=parameters,
-            labels=sorted(set(labels) | set(flow.labels or [])),
-            idempotency_key=idempotency_key,
-            parent_flow_run_id=parent_flow_run_id,
-            parent_task_run_id=parent_task_run_id,
-            # stored in UTC: SQLite keeps no offset and would read a local time back as UTC
-            scheduled_start_time=_as_utc(scheduled_start_time) if scheduled_start_time else None,
-            created=now,
-            updated=now,
-        )
-        row = {c.key: getattr(run, c.key) for c in FLOW_RUNS.columns}
+        return self.insert_flow_run(new_flow_run(*args, **kwargs))
+
+    def insert_flow_run(self, run: FlowRun) -> tuple[FlowRun, bool]:
+        """Insert a flow run built by :func:`new_flow_run`, or find the one holding
+        its idempotency key.
+
+        Returns:
+            The run as stored, and True when this call inserted it.
+        """
+        key = run.idempotency_key
         with self._tx() as tx:
-            if idempotency_key:
+            if key:
                 # the unique key is the guarantee: a second insert of it adds nothing
-                created = tx.insert_one_new(FLOW_RUNS, row)
+                created = tx.insert_one_new(FLOW_RUNS, _row(run))
             else:
-                tx.execute(sql.INSERT_FLOW_RUN, row)
+                tx.execute(sql.INSERT_FLOW_RUN, _row(run))
                 created = True
             if created:
-                tx.event(run_id, state)
+                tx.event(run.id, State(run.state))
         if not created:
-            existing = self.flow_run_by_key(idempotency_key or "")
+            existing = self.flow_run_by_key(key or "")
             if existing is None:
-                raise FlowRunNotFound(f"no flow run holds idempotency key {idempotency_key!r}")
+                raise FlowRunNotFound(f"no flow run holds idempotency key {key!r}")
             return existing, False
         return run, True
 
@@ -695,6 +726,7 @@ class Store:
         lease_seconds: float,
         worker: str | None,
         link: Link | None = None,
+        create: FlowRun | None = None,
     ) -> Claim | None:
         """:meth:`begin_flow_run` and :meth:`claim_task_run` of one task, in one
         transaction (a one-task flow run about to run in the same worker task).
@@ -702,13 +734,23 @@ class Store:
         Args:
             link: the parent task run that waits for this run, recorded as waiting
                 in the same transaction.
+            create: the run, not stored yet (built by :func:`new_flow_run`): it is
+                inserted Running in the same transaction.
 
         Returns:
             The claim; None, with nothing written, when the run was in none of
-            ``expected``.
+            ``expected`` (with ``create``: when its id or key is taken already).
         """
         with self._tx() as tx:
-            flow_run = _set_flow_run_state(tx, flow_run_id, State.RUNNING, None, expected)
+            flow_run: Row[Any] | FlowRun | None
+            if create is not None:
+                flow_run = _started(create, tx.now)
+                if not tx.insert_one_new(FLOW_RUNS, _row(flow_run)):
+                    return None
+                tx.event(flow_run_id, State(create.state))
+                tx.event(flow_run_id, State.RUNNING)
+            else:
+                flow_run = _set_flow_run_state(tx, flow_run_id, State.RUNNING, None, expected)
             if flow_run is None:
                 return None
             if link is not None:
@@ -1190,7 +1232,7 @@ def _claim(
     owner: str,
     lease_seconds: float,
     worker: str | None,
-    flow_run: Row[Any] | None = None,
+    flow_run: Row[Any] | FlowRun | None = None,
 ) -> Claim:
     """Claim a task run in ``tx`` (see :meth:`Store.claim_task_run`); ``flow_run``
     is its flow run when the caller just wrote it."""

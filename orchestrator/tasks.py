@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -21,6 +21,9 @@ from orchestrator.errors import BackendUnavailable, FlowRunNotFound, ParameterEr
 from orchestrator.signals import FAIL
 from orchestrator.states import State
 from orchestrator.task import Task, task
+
+if TYPE_CHECKING:
+    from orchestrator.models import FlowRun
 
 _UNSET: Any = object()
 
@@ -37,7 +40,8 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.strip().lower()) or "flow"
 
 
-def _start(
+def _prepare(
+    client: Client,
     flow_name: str,
     project_name: str,
     parameters: dict[str, Any] | None,
@@ -45,44 +49,47 @@ def _start(
     scheduled_start_time: datetime | None,
     labels: Iterable[str] | None,
     idempotency_key: str | None,
-    dispatch: bool,
-) -> str:
-    client = Client()
+) -> FlowRun:
+    """The child run, checked and built (not stored), under the current task run."""
     ctx = current()
     if parameters is not None and not isinstance(parameters, dict):
         raise FAIL(
             f"parameters for flow {flow_name!r} must be a dict, got {type(parameters).__name__}"
         )
-    kwargs: dict[str, Any] = {
-        "flow_name": flow_name,
-        "project_name": project_name,
-        "parameters": parameters,
-        "idempotency_key": idempotency_key,
-        "run_name": run_name,
-        "scheduled_start_time": scheduled_start_time,
-        "labels": labels,
-        "parent_flow_run_id": ctx.flow_run_id if ctx else None,
-        "parent_task_run_id": ctx.task_run_id if ctx else None,
-        "dispatch": False,
-    }
+    return client.prepare_flow_run(
+        flow_name=flow_name,
+        project_name=project_name,
+        parameters=parameters,
+        idempotency_key=idempotency_key,
+        run_name=run_name,
+        scheduled_start_time=scheduled_start_time,
+        labels=labels,
+        parent_flow_run_id=ctx.flow_run_id if ctx else None,
+        parent_task_run_id=ctx.task_run_id if ctx else None,
+    )
+
+
+def _start(client: Client, new: FlowRun, flow_name: str) -> str:
+    """Store a prepared child run (or find the one holding its key) and send it."""
+    ctx = current()
+    store = client.backends.store
+    key = new.idempotency_key
     try:
-        if idempotency_key and ctx is not None and ctx.attempt > 1:
+        if key and ctx is not None and ctx.attempt > 1:
             # the unique key in the database is the guarantee; on a retry, when an
             # earlier attempt may still be creating the child, a lock cuts contention
             lock = client.backends.redis.lock(
-                constants.CHILD_LOCK.format(key=idempotency_key), timeout=60, blocking_timeout=60
+                constants.CHILD_LOCK.format(key=key), timeout=60, blocking_timeout=60
             )
             with lock:
-                child_id = client.create_flow_run(**kwargs)
+                run, _ = store.insert_flow_run(new)
         else:
-            child_id = client.create_flow_run(**kwargs)
+            run, _ = store.insert_flow_run(new)
     except redis.RedisError as exc:
         raise BackendUnavailable(f"Redis failed while starting flow {flow_name!r}: {exc}") from exc
-    if dispatch:
-        run = client.backends.store.get_flow_run(child_id)
-        if State(run.state) is State.SUBMITTED:
-            client.backends.dispatch(child_id, flow_name)
-    return child_id
+    if State(run.state) is State.SUBMITTED:
+        client.backends.dispatch(run.id, flow_name)
+    return run.id
 
 
 class StartFlowRun(Task):
@@ -155,7 +162,9 @@ class StartFlowRun(Task):
             raise FAIL("StartFlowRun needs a flow_name and a project_name")
         wait = self.wait if wait is None else wait
         key = idempotency_key or self.idempotency_key or default_idempotency_key()
-        child_id = _start(
+        client = Client()
+        new = _prepare(
+            client,
             flow_name,
             project_name,
             parameters if parameters is not None else self.parameters,
@@ -163,9 +172,10 @@ class StartFlowRun(Task):
             scheduled_start_time or self.scheduled_start_time,
             list(labels or ()) + self.labels,
             key,
-            dispatch=not wait,
         )
-        return WaitForFlowRun(child_id) if wait else child_id
+        if wait:  # stored by whoever waits for it (a worker: with the child's start)
+            return WaitForFlowRun(new.id, new=new)
+        return _start(client, new, flow_name)
 
 
 @task
@@ -179,16 +189,12 @@ def create_flow_run(
     scheduled_start_time: datetime | None = None,
 ) -> str:
     """Create and send a run of another flow; returns its id (idempotent per task run)."""
-    return _start(
-        flow_name,
-        project_name,
-        parameters,
-        run_name,
-        scheduled_start_time,
-        labels,
-        idempotency_key or default_idempotency_key(),
-        dispatch=True,
+    client = Client()
+    key = idempotency_key or default_idempotency_key()
+    new = _prepare(
+        client, flow_name, project_name, parameters, run_name, scheduled_start_time, labels, key
     )
+    return _start(client, new, flow_name)
 
 
 @task

@@ -218,6 +218,7 @@ def run_inline(
     begin_from: State | None = None,
     link: Link | None = None,
     waiting: Waiting | None = None,
+    create: bool = False,
 ) -> State | Signature | None:
     """Run a one-task flow run's task here, in the Celery task that started the run
     (or waits for it), and finalize it: no canvas, no further messages.
@@ -231,6 +232,8 @@ def run_inline(
             run, recorded in that same transaction.
         waiting: the parent task run that waits for this run: it takes the run's
             final state when the run ends here (in the same transaction when it can).
+        create: with ``begin_from``, the run is not stored yet: it is inserted in
+            that same transaction (None when its id is taken already).
 
     Returns:
         The run's final state when it is final (and given to ``waiting``); the
@@ -261,8 +264,9 @@ def run_inline(
     tasks, params = _task_rows(lf, run)
     if begin_from is not None:
         claim = store.begin_and_claim(
-            run.id, tasks, params, [begin_from], slug, owner, lease, _worker(), link
-        )
+            run.id, tasks, params, [begin_from], slug, owner, lease, _worker(), link,
+            create=run if create else None,
+        )  # fmt: skip
         if claim is None:
             return None
         b.notify(run.id, State.RUNNING)
@@ -277,6 +281,8 @@ def run_inline(
         fresh = begin_from is not None  # its slots were taken right before
         outcome = execute(lf, claim.flow_run, claim.task_run, slug, -1, None, owner, fresh)
         if outcome.wait_for is not None:
+            if outcome.wait_for.new is not None:
+                store.insert_flow_run(outcome.wait_for.new)
             store.finish_task_run(
                 tr_id, run.id, State.RUNNING, outcome.message, owner=owner,
                 child_flow_run_id=outcome.wait_for.flow_run_id,
@@ -412,16 +418,19 @@ def _splice_child(
     lf: LoadedFlow | None,
     finalize: bool,
     link: Link | None = None,
+    new: FlowRun | None = None,
 ) -> dict[str, str]:
     """Take a child run's final state into this waiting task run.
 
     A child not started yet starts here: a one-task child runs at once in this
-    task and its state is mirrored here too (the link to it written with its start,
-    the mirrored state with its end); any other child's canvas replaces this node,
-    followed by ``mirror`` (and ``finalize`` when this node ends its flow).
+    task and its state is mirrored here too (the child stored, started and linked
+    to in one transaction, the mirrored state written with its end); any other
+    child's canvas replaces this node, followed by ``mirror`` (and ``finalize``
+    when this node ends its flow).
 
     Args:
         link: this task run's waiting state, when not recorded yet.
+        new: the child, when it is not stored yet (built by the task).
     """
     store = b.store
     waiting = Waiting(flow_run_id, slug, map_index)
@@ -432,7 +441,8 @@ def _splice_child(
         assert waiting.recorded is not None
         return waiting.recorded
 
-    child = store.get_flow_run(child_id)
+    child = new if new is not None else store.get_flow_run(child_id)
+    stored = new is None
     child_state = State(child.state)
     head: Signature | None = None
     canvas = False
@@ -443,14 +453,18 @@ def _splice_child(
             if child_lf.inline_slug is None:
                 canvas = True
             else:
-                inline = run_inline(child_lf, child, child_state, link, waiting)
+                inline = run_inline(child_lf, child, child_state, link, waiting, not stored)
                 if isinstance(inline, State):
                     return mirrored()
                 if inline is not None:
                     head, link = inline, None  # started, the link written with it
-                else:  # no longer startable: another delivery started it
+                else:  # stored and started already (by another delivery or attempt)
                     child = store.get_flow_run(child_id)
                     child_state = State(child.state)
+                stored = True
+    if not stored:
+        child, _ = store.insert_flow_run(child)
+        child_state = State(child.state)
     if link is not None:
         store.finish_task_run(
             link.task_run_id, link.flow_run_id, State.RUNNING, link.message, owner=link.owner,
@@ -580,8 +594,11 @@ def node(
         outcome = execute(lf, run, tr, slug, map_index, element, owner)
     if outcome.wait_for is not None:
         link = Link(tr_id, flow_run_id, owner, outcome.message)
-        child_id = outcome.wait_for.flow_run_id
-        return _splice_child(self, flow_run_id, slug, map_index, child_id, lf, finalize, link)
+        wait_for = outcome.wait_for
+        return _splice_child(
+            self, flow_run_id, slug, map_index, wait_for.flow_run_id, lf, finalize, link,
+            wait_for.new,
+        )  # fmt: skip
     if not store.finish_task_run(
         tr_id, flow_run_id, outcome.state, outcome.message, outcome.result, owner=owner
     ):

@@ -35,7 +35,7 @@ from orchestrator import (
 from orchestrator.client import Client
 from orchestrator.config import Settings
 from orchestrator.models import FlowRun, FlowVersion
-from orchestrator.store import Link, Mirror, Store, task_run_id, utcnow
+from orchestrator.store import Link, Mirror, Store, new_flow_run, task_run_id, utcnow
 from tests.conftest import DATABASE_ENV
 
 TABLES = {"projects", "flows", "flow_runs", "task_runs", "state_events", "alembic_version"}
@@ -481,6 +481,45 @@ def test_a_child_starts_with_its_parents_link_and_ends_with_the_mirror(
     assert store.get_flow_run(child.id).state == "Success"
     events = [(e.task_run_id, e.state) for e in store.history(parent_id)]
     assert events[-2:] == [(parent_tr, "Running"), (parent_tr, "Success")]
+
+
+def test_a_new_child_is_stored_started_and_linked_in_one_transaction(
+    store: Store, task_run: tuple[str, str], flow_version: FlowVersion
+) -> None:
+    parent_id, parent_tr = task_run
+    # Given a parent task run that built a child run (not stored yet) to wait for
+    store.claim_task_run(parent_tr, parent_id, "parent", lease_seconds=60, worker="w")
+    key = f"{parent_id}:start:-1"
+    child = new_flow_run(flow_version, {"x": 1}, State.SUBMITTED, key, parent_flow_run_id=parent_id)
+    link = Link(parent_tr, parent_id, "parent", f"waiting for {child.id}")
+    # When the worker starts it
+    claim = store.begin_and_claim(
+        child.id, [("extract", "extract")], {}, [State.SUBMITTED], "extract", "child", 60, "w",
+        link, create=child,
+    )  # fmt: skip
+    # Then the child is stored Running, its task claimed, the parent linked to it
+    assert claim is not None and claim.claimed
+    assert (claim.flow_run.id, claim.flow_run.state) == (child.id, "Running")
+    stored = store.get_flow_run(child.id)
+    assert (stored.state, stored.parameters, stored.idempotency_key) == ("Running", {"x": 1}, key)
+    assert stored.start_time is not None
+    assert [e.state for e in store.history(child.id) if e.task_run_id is None] == [
+        "Submitted", "Running"
+    ]  # fmt: skip
+    waiting = store.get_task_run(parent_tr)
+    assert waiting is not None
+    assert (waiting.state, waiting.child_flow_run_id) == ("Running", child.id)
+    # ... and another attempt building the same child (same key) stores nothing
+    again = new_flow_run(flow_version, {"x": 2}, State.SUBMITTED, key, parent_flow_run_id=parent_id)
+    assert again.id == child.id
+    assert store.begin_and_claim(
+        again.id, [("extract", "extract")], {}, [State.SUBMITTED], "extract", "other", 60, "w",
+        Link(parent_tr, parent_id, "parent", "second"), create=again,
+    ) is None  # fmt: skip
+    assert store.get_flow_run(child.id).parameters == {"x": 1}
+    assert (store.get_task_run(parent_tr) or waiting).message == f"waiting for {child.id}"
+    found, created = store.insert_flow_run(again)
+    assert (found.id, found.state, created) == (child.id, "Running", False)
 
 
 @pytest.mark.parametrize(
