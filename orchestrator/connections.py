@@ -40,11 +40,12 @@ def _readable(dbapi_conn: Any) -> bool:
         fd = dbapi_conn.fileno()
     except Exception:
         return True
+    poller = select.poll()  # not select(): no limit on the descriptor's number
     try:
-        ready, _, _ = select.select([fd], [], [], 0)
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(ready)
 
 
 def guard_checkouts(engine: Engine, idle_ping_seconds: float = IDLE_PING_SECONDS) -> None:
