@@ -7,6 +7,8 @@ lint:
 	ruff check orchestrator workers tests bench
 	ruff format --check orchestrator workers
 	mypy
+	lint-imports
+	pytest -q tests/unit/test_house.py
 
 test:
 	pytest -q

@@ -80,6 +80,77 @@ def _sigterm(_signo: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def run_case(
+    fleet: Fleet, number: int, args: argparse.Namespace, console: Console, problems: list[str]
+) -> list[Row]:
+    """Run one case; a case that fails or times out adds to ``problems`` and restarts
+    the workers, and gives the rows it has."""
+    title, run = CASES[number]
+    console.log(f"case {number}: {title}", markup=False)
+    deadline = Deadline.after(args.case_timeout)
+    try:
+        return run(fleet, Options(args.quick, console), deadline)
+    except Partial as exc:
+        case_rows = exc.rows
+        what = "timed out" if exc.problem == "timed out" else exc.problem
+        if what == "timed out":
+            what = f"timed out after {args.case_timeout:g}s"
+        problems.append(f"case {number}: {what}")
+    except CaseTimeout:
+        case_rows = [Row(str(number), title, "-", status="timed out")]
+        problems.append(f"case {number} timed out after {args.case_timeout:g}s")
+    except (BenchError, OrchestratorError) as exc:
+        case_rows = [Row(str(number), title, "-", status=f"error: {exc}".splitlines()[0])]
+        problems.append(f"case {number}: {exc}")
+    fleet.restart()
+    return case_rows
+
+
+def save_json(
+    args: argparse.Namespace,
+    started: dt.datetime,
+    load_at_start: list[float],
+    outcome: tuple[list[Row], list[str], bool],
+    console: Console,
+) -> None:
+    """Write every figure, with the run's and the machine's description, to ``args.json``
+    (``outcome``: the rows, the problems, and whether the run was interrupted)."""
+    rows, problems, interrupted = outcome
+    meta = {
+        "started": started.isoformat(),
+        "database": args.database,
+        "quick": args.quick,
+        "cases": args.case_list,
+        "case_timeout": args.case_timeout,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "worker": {"pool": "prefork", "concurrency": CONCURRENCY},
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": list(os.getloadavg()),
+        "problems": problems,
+        "interrupted": interrupted,
+    }
+    with _versions() as v:
+        meta["versions"] = v
+    write_json(args.json, meta, rows)
+    console.log(f"figures written to {args.json}")
+
+
+def print_summary(
+    rows: list[Row], args: argparse.Namespace, started: dt.datetime, console: Console
+) -> None:
+    """The table of every case (and its Markdown, with ``--markdown``)."""
+    title = (
+        f"orchestrator vs plain Celery, {args.database}, "
+        f"{'quick' if args.quick else 'full'} run, {started:%Y-%m-%d}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print_table(rows, title, console)
+    if args.markdown:
+        console.print(markdown(rows), markup=False, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 200)
@@ -108,27 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             f"workers: ours and plain, prefork x{CONCURRENCY} each; logs in {env.workdir}"
         )
         for number in args.case_list:
-            title, run = CASES[number]
-            console.log(f"case {number}: {title}", markup=False)
             t0 = time.monotonic()
-            deadline = Deadline.after(args.case_timeout)
-            try:
-                case_rows = run(fleet, Options(args.quick, console), deadline)
-            except Partial as exc:
-                case_rows = exc.rows
-                what = "timed out" if exc.problem == "timed out" else exc.problem
-                if what == "timed out":
-                    what = f"timed out after {args.case_timeout:g}s"
-                problems.append(f"case {number}: {what}")
-                fleet.restart()
-            except CaseTimeout:
-                case_rows = [Row(str(number), title, "-", status="timed out")]
-                problems.append(f"case {number} timed out after {args.case_timeout:g}s")
-                fleet.restart()
-            except (BenchError, OrchestratorError) as exc:
-                case_rows = [Row(str(number), title, "-", status=f"error: {exc}".splitlines()[0])]
-                problems.append(f"case {number}: {exc}")
-                fleet.restart()
+            case_rows = run_case(fleet, number, args, console, problems)
             rows.extend(case_rows)
             print_table(case_rows, f"case {number} ({time.monotonic() - t0:.0f} s)", console)
     except KeyboardInterrupt:
@@ -148,34 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             if env is not None:
                 env.close()
     if rows:
-        title = (
-            f"orchestrator vs plain Celery, {args.database}, "
-            f"{'quick' if args.quick else 'full'} run, {started:%Y-%m-%d}, "
-            f"{os.cpu_count()} CPUs"
-        )
-        print_table(rows, title, console)
-        if args.markdown:
-            console.print(markdown(rows), markup=False, highlight=False)
+        print_summary(rows, args, started, console)
     if args.json:
-        meta = {
-            "started": started.isoformat(),
-            "database": args.database,
-            "quick": args.quick,
-            "cases": args.case_list,
-            "case_timeout": args.case_timeout,
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "worker": {"pool": "prefork", "concurrency": CONCURRENCY},
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": list(os.getloadavg()),
-            "problems": problems,
-            "interrupted": interrupted,
-        }
-        with _versions() as v:
-            meta["versions"] = v
-        write_json(args.json, meta, rows)
-        console.log(f"figures written to {args.json}")
+        save_json(args, started, load_at_start, (rows, problems, interrupted), console)
     for p in problems:
         console.print(f"[red]problem:[/] {p}")
     if interrupted:

@@ -22,8 +22,8 @@ from bench.flows import PROJECT
 from bench.plain import NOOP
 from bench.report import Row
 from orchestrator import constants
+from orchestrator.db.models import FlowRun
 from orchestrator.errors import FlowRunTimeout, OrchestratorError
-from orchestrator.models import FlowRun
 from orchestrator.states import FINAL_STATES, State
 
 FINAL = [s.value for s in FINAL_STATES]
@@ -90,7 +90,7 @@ def _wait_state(fleet: Fleet, run_id: str, deadline: Deadline) -> tuple[State, s
     pubsub.subscribe(constants.FLOW_RUN_CHANNEL.format(id=run_id))
     try:
         while True:
-            run = b.store.get_flow_run(run_id)
+            run = b.store.flow_runs.get(run_id)
             if State(run.state).is_final:
                 return State(run.state), run.message
             step = min(1.0, deadline.remaining())

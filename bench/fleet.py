@@ -20,10 +20,10 @@ import psutil
 import redis
 from celery import Celery
 
+from orchestrator.backends import backends
 from orchestrator.client import Client
 from orchestrator.config import Settings, hide_password
-from orchestrator.runtime import backends
-from orchestrator.store import Store
+from orchestrator.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"  # the tests use dbs 1-14

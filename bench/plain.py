@@ -1,5 +1,5 @@
 """The floor: a plain Celery app with the same broker, result backend and
-configuration as ours (``orchestrator.runtime.make_app``: JSON, late acks, prefetch
+configuration as ours (``orchestrator.celery_app.make_app``: JSON, late acks, prefetch
 1, events on), and one no-op task. No database, no orchestration.
 
 The worker process loads it with ``celery -A bench.plain_worker worker``; the
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from celery import Celery
 
+from orchestrator.celery_app import make_app
 from orchestrator.config import Settings
-from orchestrator.runtime import make_app
 
 NOOP = "bench.plain.noop"
 

@@ -1,9 +1,13 @@
 """Dependent flows on a Celery worker fleet: flows that start other flows, pass
-them parameters computed at run time, wait for them and take their state."""
+them parameters computed at run time, wait for them and take their state.
 
-# The flow model
+This ``__init__`` only hands on the public names of its modules (importing the
+client installs the services the core asks for); no module of the package imports
+it."""
+
 # Running and registering
-from orchestrator.client import Client, FlowRunInfo, TaskRunInfo
+from orchestrator.client import Client
+from orchestrator.config import VERSION
 
 # Errors
 from orchestrator.errors import (
@@ -21,14 +25,23 @@ from orchestrator.errors import (
     SerializationError,
     TaskRunNotFound,
 )
+
+# The flow model
 from orchestrator.flow import Edge, Flow, flatten, unmapped
+
+# What the client reports
+from orchestrator.infos import FlowRunInfo, TaskRunInfo
 
 # Schedules
 from orchestrator.schedules import CronSchedule, IntervalSchedule
+
+# Signals a task raises
 from orchestrator.signals import FAIL, SKIP
 
 # States
 from orchestrator.states import FlowRunState, State, TaskRunState
+
+# Tasks
 from orchestrator.task import FunctionTask, Parameter, Task, task
 
 # Flows of flows
@@ -69,4 +82,4 @@ __all__ = [
     "unmapped",
 ]
 
-__version__ = "0.1.0"
+__version__ = VERSION

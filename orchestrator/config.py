@@ -3,7 +3,9 @@
 With no settings at all everything lives in ``ORCHESTRATOR_HOME`` (default
 ``~/.orchestrator``): a SQLite database file and an embedded Redis server on a
 unix socket. ``ORCHESTRATOR_REDIS_URL`` and ``ORCHESTRATOR_DATABASE_URL`` point a
-fleet at shared servers instead.
+fleet at shared servers instead. Also holds the package's :data:`VERSION`.
+
+Pure: imports only the standard library.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+#: The package's version (``orchestrator --version``, ``orchestrator.__version__``).
+VERSION = "0.1.0"
 
 ENV_HOME = "ORCHESTRATOR_HOME"
 ENV_REDIS_URL = "ORCHESTRATOR_REDIS_URL"

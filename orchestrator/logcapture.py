@@ -11,6 +11,9 @@ several task runs share the process (the threads pool) and the owner is unknown.
 
 Output still reaches the worker's own log: captured streams are teed, and the
 logging handler only copies records.
+
+Pure: imports only the standard library and :mod:`orchestrator.signals` (and the
+store, for its type only: the caller hands it in).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from orchestrator.signals import Signal
 
 if TYPE_CHECKING:
-    from orchestrator.store import Store
+    from orchestrator.db.store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -270,12 +273,14 @@ def task_run_logs(
         lines = captured.lines() if captured is not None else []
         if lines:
             try:
-                store.add_task_run_logs(flow_run_id, task_run_id, attempt, lines, keep=limit)
+                store.logs.add(flow_run_id, task_run_id, attempt, lines, keep=limit)
             except Exception as exc:
                 log.warning(
                     "could not store %d log lines of task run %s: %s",
-                    len(lines), task_run_id, exc,
-                )  # fmt: skip
+                    len(lines),
+                    task_run_id,
+                    exc,
+                )
 
 
 def traced(code: Callable[[], T]) -> T:

@@ -1,12 +1,14 @@
-"""Checking a flow run's parameter values against the flow's declared Parameters."""
+"""Checking a flow run's parameter values against the flow's declared Parameters:
+:func:`resolve_parameters` and the size limit :data:`MAX_PARAMETERS_BYTES`. Pure:
+imports only the core (errors, serialization)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.engine import to_json
 from orchestrator.errors import ParameterError, SerializationError
+from orchestrator.serialization import to_json
 
 #: The largest JSON encoding of a run's parameters accepted, in bytes.
 MAX_PARAMETERS_BYTES = 1_000_000

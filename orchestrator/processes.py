@@ -1,6 +1,6 @@
 """Starting and stopping local worker processes, for ``orchestrator demo``, the
 tests and the benchmarks (a fleet in production is started by its Procfile or
-docker-compose)."""
+docker-compose). May import Celery, psutil and the core's errors."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import psutil
 from celery import Celery
 
 from orchestrator.errors import BackendUnavailable
@@ -41,11 +42,9 @@ class WorkerProcess:
         extra: list[str] | None = None,
     ) -> None:
         self.hostname = hostname
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "workers", "worker",
-            "--hostname", hostname, "--concurrency", str(concurrency), "--pool", pool,
-            "--loglevel", "INFO", "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
+        cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker"]
+        cmd += ["--hostname", hostname, "--concurrency", str(concurrency), "--pool", pool]
+        cmd += ["--loglevel", "INFO", "--without-mingle", "--without-gossip"]
         if queues:
             cmd += ["--queues", queues]
         cmd += extra or []
@@ -62,8 +61,6 @@ class WorkerProcess:
 
     def pool_pids(self) -> list[int]:
         """The worker's pool (child) process ids."""
-        import psutil
-
         try:
             return [c.pid for c in psutil.Process(self.pid).children()]
         except psutil.NoSuchProcess:

@@ -1,6 +1,8 @@
-"""Run states: one ``str`` enum for flow runs and task runs, and the table of
-transitions a run may make. Everything that records a state goes through
-:func:`check_transition`, so an illegal jump is caught where it happens."""
+"""Run states: one ``str`` enum for flow runs and task runs (:class:`State`), the
+one table of transitions a run may make (:data:`TRANSITIONS`, which the database's
+compare-and-set updates are checked against), and the final states of a local run
+(:class:`TaskRunState`, :class:`FlowRunState`). Pure: the standard library only (the
+task type only for type checking)."""
 
 from __future__ import annotations
 
@@ -67,7 +69,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     ),
     State.SCHEDULED: frozenset({State.QUEUED, State.SUBMITTED, State.RUNNING} | _ENDINGS),
     State.QUEUED: frozenset({State.SUBMITTED, State.RUNNING} | _ENDINGS),
-    State.SUBMITTED: frozenset({State.QUEUED, State.RUNNING} | _ENDINGS),
+    # back to Scheduled: beat puts a run back when sending it failed, to send it again
+    State.SUBMITTED: frozenset({State.SCHEDULED, State.QUEUED, State.RUNNING} | _ENDINGS),
     State.RUNNING: frozenset({State.RETRYING, State.QUEUED} | _ENDINGS),
     State.RETRYING: frozenset({State.RUNNING} | _ENDINGS),
     **{final: frozenset() for final in FINAL_STATES},

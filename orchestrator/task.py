@@ -1,9 +1,10 @@
-"""Tasks: the units of work in a flow, with Prefect 1 semantics.
-
-A task is a :class:`Task` subclass with a ``run()`` method, or a function wrapped
-by :func:`task`. Calling a task inside ``with Flow(...)`` binds a copy of it into
-the flow; its arguments become data edges (other tasks) or constants (plain values).
-"""
+"""Tasks, the units of work in a flow, with Prefect 1 semantics: :class:`Task` (a
+subclass with a ``run()`` method), :func:`task` (a function wrapped as a
+:class:`FunctionTask`) and :class:`Parameter`. Calling a task inside ``with
+Flow(...)`` binds a copy of it into the active flow (:mod:`orchestrator.building`);
+its arguments become data edges (other tasks) or constants (plain values). Pure:
+imports only the core (building, context, errors, triggers); the flow type only for
+type checking."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from orchestrator import triggers as _triggers
+import orchestrator.building as building
+import orchestrator.triggers as _triggers
+from orchestrator.context import current
 from orchestrator.errors import FlowValidationError
 
 if TYPE_CHECKING:
@@ -207,9 +210,7 @@ class Task:
         **kwargs: Any,
     ) -> Task:
         """Bind this very task (not a copy) into a flow with the given arguments."""
-        from orchestrator.flow import Flow
-
-        target = flow or Flow.active()
+        target = flow or building.active()
         if target is None:
             raise FlowValidationError(
                 f"task {self.name!r} was called outside a flow; use it inside `with Flow(...)`"
@@ -222,9 +223,7 @@ class Task:
 
     def set_upstream(self, task: Any, key: str | None = None, flow: Flow | None = None) -> None:
         """Make ``task`` run before this one; with ``key``, pass its result as that argument."""
-        from orchestrator.flow import Flow
-
-        target = flow or Flow.active()
+        target = flow or building.active()
         if target is None:
             raise FlowValidationError(
                 f"task {self.name!r}: set_upstream needs an active flow or a flow= argument"
@@ -233,9 +232,7 @@ class Task:
 
     def set_downstream(self, task: Any, key: str | None = None, flow: Flow | None = None) -> None:
         """Make this task run before ``task``; with ``key``, pass our result as that argument."""
-        from orchestrator.flow import Flow
-
-        target = flow or Flow.active()
+        target = flow or building.active()
         if target is None:
             raise FlowValidationError(
                 f"task {self.name!r}: set_downstream needs an active flow or a flow= argument"
@@ -328,8 +325,6 @@ class Parameter(Task):
 
     def run(self) -> Any:
         """Return this parameter's value in the current run."""
-        from orchestrator.context import current
-
         ctx = current()
         if ctx is not None and self.name in ctx.parameters:
             return ctx.parameters[self.name]

@@ -1,29 +1,28 @@
 """Tasks that work with other flow runs: :class:`StartFlowRun`, and the task forms
 :func:`create_flow_run`, :func:`wait_for_flow_run` and :func:`get_task_run_result`.
-
 They know nothing of Celery: to wait for a child they return
 :class:`~orchestrator.engine.WaitForFlowRun`, and the worker splices the child run
-into the parent's canvas, so a waiting parent holds no worker process."""
+into the parent's canvas, so a waiting parent holds no worker process. Client
+layer: imports the core and :class:`~orchestrator.client.Client`, and reaches the
+database and Redis only through the client's backends."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
-from orchestrator import constants
+import orchestrator.constants as constants
 from orchestrator.client import Client
 from orchestrator.context import current
 from orchestrator.engine import WaitForFlowRun
 from orchestrator.errors import BackendUnavailable, FlowRunNotFound, ParameterError
+from orchestrator.requests import FlowRunRequest, NewFlowRun
 from orchestrator.signals import FAIL
 from orchestrator.states import State
 from orchestrator.task import Task, task
-
-if TYPE_CHECKING:
-    from orchestrator.models import FlowRun
 
 _UNSET: Any = object()
 
@@ -40,8 +39,7 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.strip().lower()) or "flow"
 
 
-def _prepare(
-    client: Client,
+def _request(
     flow_name: str,
     project_name: str,
     parameters: dict[str, Any] | None,
@@ -49,27 +47,27 @@ def _prepare(
     scheduled_start_time: datetime | None,
     labels: Iterable[str] | None,
     idempotency_key: str | None,
-) -> FlowRun:
-    """The child run, checked and built (not stored), under the current task run."""
+) -> FlowRunRequest:
+    """The request for a child run under the current task run."""
     ctx = current()
     if parameters is not None and not isinstance(parameters, dict):
         raise FAIL(
             f"parameters for flow {flow_name!r} must be a dict, got {type(parameters).__name__}"
         )
-    return client.prepare_flow_run(
+    return FlowRunRequest(
         flow_name=flow_name,
         project_name=project_name,
         parameters=parameters,
         idempotency_key=idempotency_key,
         run_name=run_name,
         scheduled_start_time=scheduled_start_time,
-        labels=labels,
+        labels=tuple(labels or ()),
         parent_flow_run_id=ctx.flow_run_id if ctx else None,
         parent_task_run_id=ctx.task_run_id if ctx else None,
     )
 
 
-def _start(client: Client, new: FlowRun, flow_name: str) -> str:
+def _start(client: Client, new: NewFlowRun, flow_name: str) -> str:
     """Store a prepared child run (or find the one holding its key) and send it."""
     ctx = current()
     store = client.backends.store
@@ -82,9 +80,9 @@ def _start(client: Client, new: FlowRun, flow_name: str) -> str:
                 constants.CHILD_LOCK.format(key=key), timeout=60, blocking_timeout=60
             )
             with lock:
-                run, _ = store.insert_flow_run(new)
+                run, _ = store.flow_runs.insert(new)
         else:
-            run, _ = store.insert_flow_run(new)
+            run, _ = store.flow_runs.insert(new)
     except redis.RedisError as exc:
         raise BackendUnavailable(f"Redis failed while starting flow {flow_name!r}: {exc}") from exc
     if State(run.state) is State.SUBMITTED:
@@ -162,9 +160,7 @@ class StartFlowRun(Task):
             raise FAIL("StartFlowRun needs a flow_name and a project_name")
         wait = self.wait if wait is None else wait
         key = idempotency_key or self.idempotency_key or default_idempotency_key()
-        client = Client()
-        new = _prepare(
-            client,
+        request = _request(
             flow_name,
             project_name,
             parameters if parameters is not None else self.parameters,
@@ -173,6 +169,8 @@ class StartFlowRun(Task):
             list(labels or ()) + self.labels,
             key,
         )
+        client = Client()
+        new = client.prepare_flow_run(request)
         if wait:  # stored by whoever waits for it (a worker: with the child's start)
             return WaitForFlowRun(new.id, new=new)
         return _start(client, new, flow_name)
@@ -189,12 +187,12 @@ def create_flow_run(
     scheduled_start_time: datetime | None = None,
 ) -> str:
     """Create and send a run of another flow; returns its id (idempotent per task run)."""
-    client = Client()
     key = idempotency_key or default_idempotency_key()
-    new = _prepare(
-        client, flow_name, project_name, parameters, run_name, scheduled_start_time, labels, key
+    request = _request(
+        flow_name, project_name, parameters, run_name, scheduled_start_time, labels, key
     )
-    return _start(client, new, flow_name)
+    client = Client()
+    return _start(client, client.prepare_flow_run(request), flow_name)
 
 
 @task
@@ -212,7 +210,7 @@ def get_task_run_result(flow_run_id: str, task_slug: str, map_index: int = -1) -
     """The result of a task run of a finished flow run (place it after wait_for_flow_run)."""
     client = Client()
     try:
-        run = client.backends.store.get_flow_run(flow_run_id)
+        run = client.backends.store.flow_runs.get(flow_run_id)
     except FlowRunNotFound as exc:
         raise FAIL(str(exc)) from None
     if not State(run.state).is_final:

@@ -1,6 +1,7 @@
 """Triggers: pure functions of the upstream task states that decide whether a
-task runs. A trigger returns True to run; False makes the task TriggerFailed.
-A trigger may also raise :class:`~orchestrator.signals.SKIP` to skip the task."""
+task runs. A trigger returns True to run; False makes the task TriggerFailed; it
+may also raise :class:`~orchestrator.signals.SKIP` to skip the task. Pure: imports
+only the core (signals, states)."""
 
 from __future__ import annotations
 

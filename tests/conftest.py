@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from orchestrator import embedded
+from orchestrator.backends import backends
 from orchestrator.client import Client
 from orchestrator.config import Settings
+from orchestrator.db import Store
 from orchestrator.processes import WorkerProcess
-from orchestrator.runtime import backends
-from orchestrator.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_ENV = "ORCHESTRATOR_TEST_REDIS_URL"
@@ -184,7 +184,7 @@ class Fleet:
         their leases), its children's, and the tail of every log."""
         from sqlalchemy import select
 
-        from orchestrator.models import TaskRun
+        from orchestrator.db.models import TaskRun
 
         lines = [f"flow run {run_id} did not finish:"]
         for i, rid in enumerate([run_id, *self.client.get_flow_run(run_id).children]):

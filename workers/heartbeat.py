@@ -1,9 +1,9 @@
-"""Lease renewal for the task runs running in this process: one thread per
-process renews every held lease (and its flow run's concurrency slots) a third of
-the way through the lease, instead of a thread started for each task run.
-
-A task run that ends before its first renewal, as most do, costs a dictionary
-entry; the thread is started in each (forked) process on first use."""
+"""Lease renewal for the task runs running in this process: one thread per process
+(:data:`heartbeat`, started in each forked process on first use) renews every held
+lease, and its flow run's concurrency slots, a third of the way through the lease,
+instead of a thread started for each task run; a task run that ends before its
+first renewal, as most do, costs a dictionary entry. Imports the standard library
+only."""
 
 from __future__ import annotations
 

@@ -1,9 +1,12 @@
 """``orchestrator demo``: the seed's Flow-of-Flows, end to end, on real workers.
 
-It registers the flows of :mod:`orchestrator.demo` in project "examples", starts
-worker processes, runs "parent-flow" (A -> (B, C) -> D, each a child flow run),
-prints the run tree, and stops everything it started: the workers, and the
+It registers the flows of :mod:`orchestrator.demo_flows` in project "examples",
+starts worker processes, runs "parent-flow" (A -> (B, C) -> D, each a child flow
+run), prints the run tree, and stops everything it started: the workers, and the
 embedded Redis when this process started it.
+
+May import the CLI helpers (display, tree, progress, and ``describe_backends`` of
+:mod:`~orchestrator.cli.fleet`), the client layer, the backends and the core.
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from pathlib import Path
 from types import FrameType
 
 import click
+from celery import Celery
 from rich.text import Text
 
-from orchestrator import embedded
+import orchestrator.demo_flows as demo_flows
+import orchestrator.embedded as embedded
+from orchestrator.backends import backends
 from orchestrator.cli.display import fmt_duration, make_console, state_text
 from orchestrator.cli.fleet import describe_backends
-from orchestrator.cli.runs import run_tree, wait_with_progress
-from orchestrator.client import Client, FlowRunInfo
+from orchestrator.cli.progress import wait_with_progress
+from orchestrator.cli.tree import run_tree
+from orchestrator.client import Client
 from orchestrator.config import (
     ENV_DATABASE_URL,
     ENV_HOME,
@@ -34,8 +41,8 @@ from orchestrator.config import (
     ENV_REDIS_URL,
     Settings,
 )
+from orchestrator.infos import FlowRunInfo
 from orchestrator.processes import WorkerProcess
-from orchestrator.runtime import backends
 from orchestrator.states import State
 
 PROJECT = "examples"
@@ -141,6 +148,85 @@ def _stop_workers(workers: list[WorkerProcess]) -> None:
         w.stop(timeout=15)
 
 
+class _Demo:
+    """One ``orchestrator demo``: what it started, so that it stops exactly that."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.out = make_console()
+        self.err = make_console(stderr=True)
+        self.client = Client(settings)
+        self.workers: list[WorkerProcess] = []
+        self.started_redis = False
+        self.run_id: str | None = None
+        self.log_dir = settings.home / "logs"
+
+    def connect(self) -> Celery:
+        """Reach Redis and the database (starting the embedded Redis if needed)."""
+        settings = self.settings
+        with self.err.status("connecting to Redis and the database…"):
+            b = backends(settings)
+            self.started_redis = settings.embedded_redis and embedded.started_here(settings.home)
+            if not settings.embedded_database:
+                b.store.check_migrated()
+        how = "started here" if self.started_redis else "already running"
+        self.out.print(
+            f"backends: {describe_backends(settings)}"
+            + (f" (embedded Redis {how})" if settings.embedded_redis else "")
+        )
+        return b.app
+
+    def register(self) -> None:
+        """Register the child flows and the parent in project "examples"."""
+        versions = []
+        for f in [*demo_flows.CHILD_FLOWS, demo_flows.flow]:
+            versions.append(f"{f.name} v{self.client.register(f, project_name=PROJECT)}")
+        self.out.print(f"registered in project {PROJECT!r}: {', '.join(versions)}")
+
+    def start_workers(self, app: Celery, count: int, concurrency: int) -> None:
+        """Start ``count`` worker processes and wait until each answers a ping."""
+        t0 = time.monotonic()
+        with self.err.status(f"starting {count} worker process(es)…"):
+            self.workers = _start_workers(self.settings, count, concurrency, self.log_dir)
+            for w in self.workers:
+                w.wait_ready(app)
+        self.out.print(
+            f"{count} worker(s) ready in {fmt_duration(time.monotonic() - t0)} "
+            f"(logs in {self.log_dir})"
+        )
+
+    def run_parent(self, timeout: float) -> int:
+        """Run parent-flow, print its tree and how it went; 0 when it succeeded."""
+        client, out = self.client, self.out
+        self.run_id = run_id = client.create_flow_run(PARENT, PROJECT, run_name="demo")
+        out.print(f"created flow run {run_id} of {PARENT}")
+        info = wait_with_progress(
+            client, run_id, PARENT, timeout=timeout, tree=True, console=self.err
+        )
+        out.print(run_tree(client, run_id))
+        out.print(summarize(client, info))
+        code = 0 if info.state is State.SUCCESS else 1
+        if code:
+            out.print(f"worker logs: {self.log_dir}")
+        return code
+
+    def interrupted(self) -> None:
+        """Say so and cancel the run, if one was created."""
+        self.err.print("interrupted: stopping what the demo started")
+        if self.run_id is not None:
+            with _uninterruptible(), contextlib.suppress(Exception):
+                if Client(self.settings).cancel_flow_run(self.run_id):
+                    self.err.print(f"cancelled flow run {self.run_id}")
+
+    def clean_up(self) -> None:
+        """Stop the workers, and the embedded Redis when this process started it."""
+        with _uninterruptible():
+            if self.workers:
+                _stop_workers(self.workers)
+            if self.started_redis:
+                embedded.stop(self.settings.home)
+
+
 @click.command("demo")
 @click.option(
     "--workers",
@@ -172,66 +258,19 @@ def demo(n_workers: int, concurrency: int, timeout: float) -> None:
     flow run), prints the run tree, and stops everything it started. Exits 0 when
     the run succeeded, 1 otherwise.
     """
-    from orchestrator import demo as demo_flows
-
-    out = make_console()
-    err = make_console(stderr=True)
-    settings = Settings.from_env()
-    workers: list[WorkerProcess] = []
-    started_redis = False
-    run_id: str | None = None
+    session = _Demo(Settings.from_env())
     code = 1
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        with err.status("connecting to Redis and the database…"):
-            b = backends(settings)
-            started_redis = settings.embedded_redis and embedded.started_here(settings.home)
-            if not settings.embedded_database:
-                b.store.check_migrated()
-        how = "started here" if started_redis else "already running"
-        out.print(
-            f"backends: {describe_backends(settings)}"
-            + (f" (embedded Redis {how})" if settings.embedded_redis else "")
-        )
-
-        client = Client(settings)
-        versions = []
-        for f in [*demo_flows.CHILD_FLOWS, demo_flows.flow]:
-            versions.append(f"{f.name} v{client.register(f, project_name=PROJECT)}")
-        out.print(f"registered in project {PROJECT!r}: {', '.join(versions)}")
-
-        t0 = time.monotonic()
-        log_dir = settings.home / "logs"
-        with err.status(f"starting {n_workers} worker process(es)…"):
-            workers = _start_workers(settings, n_workers, concurrency, log_dir)
-            for w in workers:
-                w.wait_ready(b.app)
-        out.print(
-            f"{n_workers} worker(s) ready in {fmt_duration(time.monotonic() - t0)} "
-            f"(logs in {log_dir})"
-        )
-
-        run_id = client.create_flow_run(PARENT, PROJECT, run_name="demo")
-        out.print(f"created flow run {run_id} of {PARENT}")
-        info = wait_with_progress(client, run_id, PARENT, timeout=timeout, tree=True, console=err)
-        out.print(run_tree(client, run_id))
-        out.print(summarize(client, info))
-        code = 0 if info.state is State.SUCCESS else 1
-        if code:
-            out.print(f"worker logs: {log_dir}")
+        app = session.connect()
+        session.register()
+        session.start_workers(app, n_workers, concurrency)
+        code = session.run_parent(timeout)
     except KeyboardInterrupt:
         code = 130
-        err.print("interrupted: stopping what the demo started")
-        if run_id is not None:
-            with _uninterruptible(), contextlib.suppress(Exception):
-                if Client(settings).cancel_flow_run(run_id):
-                    err.print(f"cancelled flow run {run_id}")
+        session.interrupted()
     finally:
-        with _uninterruptible():
-            if workers:
-                _stop_workers(workers)
-            if started_redis:
-                embedded.stop(settings.home)
+        session.clean_up()
         signal.signal(signal.SIGTERM, old_term)
     sys.exit(code)
 

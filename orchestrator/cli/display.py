@@ -1,4 +1,7 @@
-"""How the command line shows things: consoles, states, times and durations."""
+"""How the command line shows things: consoles, states, times, durations, short
+values and captured log lines.
+
+May import rich and the core's states; nothing else of the orchestrator."""
 
 from __future__ import annotations
 

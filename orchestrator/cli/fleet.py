@@ -1,62 +1,24 @@
-"""``orchestrator worker``, ``flower`` and ``db``: running the fleet's processes and
-migrating its database."""
+"""``orchestrator worker`` and ``flower``: running the fleet's processes (``beat``
+is in :mod:`orchestrator.cli.schedules`).
+
+May import :mod:`~orchestrator.cli.launch`, the backends and the core; no other
+command module."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import sys
-from collections.abc import Mapping, Sequence
 
 import click
 
-from orchestrator import embedded
-from orchestrator.cli.display import make_console
-from orchestrator.config import Settings, hide_password
+import orchestrator.embedded as embedded
+from orchestrator.backends import backends
+from orchestrator.cli.launch import PASS_THROUGH, describe_backends, exec_command, has_option
+from orchestrator.config import Settings
 from orchestrator.errors import ConfigurationError
-from orchestrator.runtime import backends
-from orchestrator.store import Store
 
-_PASS_THROUGH = {
-    "ignore_unknown_options": True,
-    "allow_extra_args": True,
-    "help_option_names": ["-h", "--help"],
-}
-
-
-def describe_backends(settings: Settings) -> str:
-    """Which Redis and database a process serves, passwords hidden, in one line."""
-    if settings.redis_url:
-        redis_part = f"Redis {hide_password(settings.redis_url)}"
-    else:
-        redis_part = f"embedded Redis {embedded.socket_path(settings.home)}"
-    return (
-        f"{redis_part}, database {hide_password(settings.resolved_database_url())}, "
-        f"queue {settings.queue}"
-    )
-
-
-def _exec(argv: list[str], env: Mapping[str, str] | None = None) -> None:
-    """Replace this process with ``argv`` (stdio flushed first)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        if env is None:
-            os.execvp(argv[0], argv)
-        else:
-            os.execvpe(argv[0], argv, dict(env))
-    except OSError as exc:
-        raise ConfigurationError(f"could not start {' '.join(argv[:4])}: {exc}") from None
-
-
-def has_option(args: Sequence[str], short: str, long: str) -> bool:
-    """Whether ``args`` already set an option, as ``-x``, ``-xVALUE``, ``--long[=v]``."""
-    for a in args:
-        if a in (short, long) or a.startswith(long + "="):
-            return True
-        if a.startswith(short) and not a.startswith("--") and len(a) > len(short):
-            return True
-    return False
+__all__ = ["COMMANDS", "describe_backends", "flower", "has_option", "worker"]
 
 
 def _ensure_backends(settings: Settings) -> bool:
@@ -69,7 +31,7 @@ def _ensure_backends(settings: Settings) -> bool:
     return settings.embedded_redis and embedded.started_here(settings.home)
 
 
-@click.command(context_settings=_PASS_THROUGH, add_help_option=True)
+@click.command(context_settings=PASS_THROUGH, add_help_option=True)
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Start a Celery worker of the fleet (`celery -A workers worker`).
@@ -89,7 +51,7 @@ def worker(ctx: click.Context) -> None:
     if started:
         note = " (embedded Redis started; it keeps running for other processes of this home)"
     click.echo(f"worker serving {describe_backends(settings)}{note}", err=True)
-    _exec([sys.executable, "-m", "celery", "-A", "workers", "worker", *args])
+    exec_command([sys.executable, "-m", "celery", "-A", "workers", "worker", *args])
 
 
 def _is_loopback(address: str) -> bool:
@@ -101,7 +63,7 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
-@click.command(context_settings=_PASS_THROUGH)
+@click.command(context_settings=PASS_THROUGH)
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),
@@ -173,38 +135,7 @@ def flower(
         f"--address={address}",
         *ctx.args,
     ]
-    _exec(argv, env)
+    exec_command(argv, env)
 
 
-@click.group()
-def db() -> None:
-    """The database schema (Alembic migrations)."""
-
-
-def _store() -> Store:
-    return Store(Settings.from_env().resolved_database_url())
-
-
-@db.command()
-def upgrade() -> None:
-    """Apply every pending migration and print the revision."""
-    store = _store()
-    revision = store.upgrade()
-    make_console().print(f"database {hide_password(store.url)} is at revision {revision} (head)")
-
-
-@db.command()
-def current() -> None:
-    """Print the database's revision and whether it is up to date."""
-    store = _store()
-    revision = store.current_revision()
-    head = store.head_revision()
-    status = "up to date" if revision == head else f"behind {head}: run `orchestrator db upgrade`"
-    make_console().print(
-        f"database {hide_password(store.url)} is at revision {revision or 'none'} ({status})"
-    )
-    if revision != head:
-        sys.exit(1)
-
-
-COMMANDS: list[click.Command] = [worker, flower, db]
+COMMANDS: list[click.Command] = [worker, flower]

@@ -1,4 +1,7 @@
-"""``orchestrator register`` and ``orchestrator flows``: storing flows and listing them."""
+"""``orchestrator register`` and ``orchestrator flows``: storing flows and listing them.
+
+May import :mod:`~orchestrator.cli.display`, the client layer, the loader and the
+core; no other command module."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from orchestrator.loader import flows_in
 def _previous_version(client: Client, project: str, name: str) -> int | None:
     """The newest non-archived version of a flow before registering, if any."""
     try:
-        return client.backends.store.newest_flow(project, name).version
+        return client.backends.store.flows.newest(project, name).version
     except FlowNotFound:
         return None
 
@@ -84,7 +87,7 @@ def describe_schedule(schedule: dict[str, Any] | None, paused: bool = False) -> 
 @click.option("--all", "show_all", is_flag=True, help="Include archived versions.")
 def list_flows(show_all: bool) -> None:
     """List the registered flows (the newest version of each, unless --all)."""
-    rows = Client().backends.store.list_flows(include_archived=show_all)
+    rows = Client().backends.store.flows.list(include_archived=show_all)
     console = make_console()
     if not rows:
         console.print("no flows registered; try `orchestrator register PATH --project P`")

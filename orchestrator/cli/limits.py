@@ -1,4 +1,7 @@
-"""``orchestrator limits``: flow concurrency limits per label."""
+"""``orchestrator limits``: flow concurrency limits per label.
+
+May import :mod:`~orchestrator.cli.display`, the client layer and the core; no
+other command module."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """``orchestrator logs``: the log lines captured from a flow run's task runs (the
 user's ``logging`` records and printed output), and its child runs' with
-``--children``."""
+``--children``.
+
+May import :mod:`~orchestrator.cli.display`, :mod:`~orchestrator.cli.tree`, the
+client layer and the core; no other command module."""
 
 from __future__ import annotations
 
@@ -9,12 +12,11 @@ from rich.console import Console
 from rich.text import Text
 
 from orchestrator.cli.display import log_line_text, make_console, state_text
-from orchestrator.cli.runs import sorted_task_runs
-from orchestrator.client import Client, FlowRunInfo, TaskRunInfo
+from orchestrator.cli.tree import INDENT, sorted_task_runs, task_name
+from orchestrator.client import Client
+from orchestrator.db.models import TaskRunLog
 from orchestrator.errors import FlowRunNotFound
-from orchestrator.models import TaskRunLog
-
-INDENT = "  "
+from orchestrator.infos import FlowRunInfo, TaskRunInfo
 
 
 class _Printer:
@@ -46,10 +48,7 @@ class _Printer:
         header.append(f" v{info.version} run {info.id}  ")
         header.append_text(state_text(info.state))
         self.print(header)
-        store = self.client.backends.store
-        rows: dict[str, list[TaskRunLog]] = {}
-        for row in store.task_run_logs(info.id, last=self.tail):
-            rows.setdefault(row.task_run_id, []).append(row)
+        rows = self.client.task_run_logs(info.id, last=self.tail)
         linked: set[str] = set()
         for tr in sorted_task_runs(info):
             mine = rows.get(tr.id, []) if not self.tasks or tr.slug in self.tasks else []
@@ -67,7 +66,7 @@ class _Printer:
 
     def task_header(self, tr: TaskRunInfo, depth: int) -> None:
         header = Text(INDENT * depth)
-        header.append(tr.slug if tr.map_index < 0 else f"{tr.slug}[{tr.map_index}]", style="bold")
+        header.append(task_name(tr), style="bold")
         header.append("  ")
         header.append_text(state_text(tr.state))
         if tr.attempts > 1:
@@ -100,53 +99,6 @@ class _Printer:
             self.print(Text(f"{INDENT * depth}flow run {child_id} (not found)", style="red"))
             return
         self.flow_run(info, depth)
-
-
-#: How many of a failed task run's last lines ``orchestrator show`` prints.
-SHOW_LAST_LINES = 10
-
-
-def failed_tails(client: Client, flow_run_id: str, last: int = SHOW_LAST_LINES) -> list[Text]:
-    """The last log lines of every failed task run of a flow run and of its child
-    runs (recursively), each under a header naming the flow, the task and why it failed.
-    """
-    out: list[Text] = []
-    seen: set[str] = set()
-
-    def walk(run_id: str) -> None:
-        if run_id in seen:
-            return
-        seen.add(run_id)
-        try:
-            info = client.get_flow_run(run_id)
-        except FlowRunNotFound:
-            return
-        failed = [tr for tr in sorted_task_runs(info) if tr.state.is_failed]
-        ids = [tr.id for tr in failed]
-        rows: dict[str, list[TaskRunLog]] = {}
-        if ids:
-            for row in client.backends.store.task_run_logs(info.id, ids, last=last):
-                rows.setdefault(row.task_run_id, []).append(row)
-        for tr in failed:
-            if not rows.get(tr.id):
-                continue
-            header = Text(INDENT)
-            name = tr.slug if tr.map_index < 0 else f"{tr.slug}[{tr.map_index}]"
-            header.append(f"{info.flow_name}/{name}", style="bold")
-            header.append("  ")
-            header.append_text(state_text(tr.state))
-            header.append(f"  run {info.id}", style="dim")
-            out.append(header)
-            for row in rows[tr.id]:
-                out.append(
-                    log_line_text(row.timestamp, row.level, row.logger, row.message, INDENT * 2)
-                )
-        children = [tr.child_flow_run_id for tr in info.task_runs if tr.child_flow_run_id]
-        for child_id in [*children, *info.children]:
-            walk(child_id)
-
-    walk(flow_run_id)
-    return out
 
 
 @click.command()
@@ -198,4 +150,4 @@ def logs(run_id: str, children: bool, tasks: tuple[str, ...], tail: int | None) 
 
 COMMANDS: list[click.Command] = [logs]
 
-__all__ = ["COMMANDS", "SHOW_LAST_LINES", "failed_tails", "logs"]
+__all__ = ["COMMANDS", "logs"]

@@ -1,23 +1,19 @@
 """``orchestrator run``, ``runs``, ``show`` and ``cancel``: creating flow runs,
-watching them and reading their tree of task runs and child runs."""
+watching them and reading their tree of task runs and child runs.
+
+May import the other CLI helpers (:mod:`~orchestrator.cli.display`,
+:mod:`~orchestrator.cli.tree`, :mod:`~orchestrator.cli.progress`), the client layer
+and the core; no other command module."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-import time
-from datetime import datetime
 from typing import Any
 
 import click
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.markup import escape
-from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
 from orchestrator.cli.display import (
     fmt_duration,
@@ -27,252 +23,11 @@ from orchestrator.cli.display import (
     short,
     state_text,
 )
-from orchestrator.client import Client, FlowRunInfo, TaskRunInfo
-from orchestrator.errors import FlowRunNotFound
+from orchestrator.cli.progress import wait_with_progress
+from orchestrator.cli.tree import SHOW_LAST_LINES, failed_tails, run_tree, task_runs_table
+from orchestrator.client import Client
+from orchestrator.infos import FlowRunInfo
 from orchestrator.states import State
-
-#: Seconds a run may stay Submitted before the wait display suggests starting a worker.
-NO_WORKER_HINT_AFTER = 5.0
-
-# --- the run tree -----------------------------------------------------------------
-
-
-def flow_run_label(info: FlowRunInfo) -> Text:
-    """One line for a flow run: flow, version, project, state, duration, id, and the
-    message when the run did not succeed."""
-    text = Text()
-    text.append(info.flow_name, style="bold")
-    text.append(f" v{info.version}", style="dim")
-    text.append(f" [{info.project}]  ", style="dim")
-    text.append_text(state_text(info.state))
-    text.append(f"  {running_duration(info.start_time, info.end_time)}")
-    if info.name:
-        text.append(f"  {info.name!r}", style="italic")
-    text.append(f"  {info.id}", style="dim")
-    if info.message and info.state is not State.SUCCESS:
-        text.append(f"  {short(info.message, 120)}", style="yellow")
-    return text
-
-
-def task_run_label(tr: TaskRunInfo) -> Text:
-    """One line for a task run: slug, state, duration, attempts, worker, and the
-    message when the run did not succeed."""
-    text = Text()
-    text.append(tr.slug if tr.map_index < 0 else f"{tr.slug}[{tr.map_index}]")
-    text.append("  ")
-    text.append_text(state_text(tr.state))
-    text.append(f"  {running_duration(tr.start_time, tr.end_time)}")
-    if tr.attempts:
-        text.append(f"  attempt{'s' if tr.attempts != 1 else ''} {tr.attempts}", style="dim")
-    if tr.worker:
-        text.append(f"  on {tr.worker}", style="dim")
-    if tr.state is not State.SUCCESS and tr.message:
-        text.append(f"  {short(tr.message, 120)}", style="yellow")
-    return text
-
-
-def sorted_task_runs(info: FlowRunInfo) -> list[TaskRunInfo]:
-    """A run's task runs in the order they started; those not started yet last."""
-
-    def key(tr: TaskRunInfo) -> tuple[bool, datetime, str, int]:
-        return (tr.start_time is None, tr.start_time or info.created, tr.slug, tr.map_index)
-
-    return sorted(info.task_runs, key=key)
-
-
-#: How many mapped children ``show`` lists under their task (the rest are counted).
-SHOWN_MAPPED = 10
-
-
-def _add_flow_run(client: Client, node: Tree, info: FlowRunInfo, seen: set[str]) -> None:
-    seen.add(info.id)
-    linked: set[str] = set()
-    mapped: dict[str, list[TaskRunInfo]] = {}
-    for tr in info.task_runs:
-        if tr.map_index >= 0:
-            mapped.setdefault(tr.slug, []).append(tr)
-    for tr in sorted_task_runs(info):
-        if tr.map_index >= 0:
-            continue
-        branch = node.add(task_run_label(tr))
-        if tr.child_flow_run_id:
-            linked.add(tr.child_flow_run_id)
-            _add_child(client, branch, tr.child_flow_run_id, seen)
-        children = sorted(mapped.get(tr.slug, []), key=lambda c: c.map_index)
-        if children:
-            _add_mapped(client, branch, children, seen, linked)
-    for child_id in info.children:
-        if child_id not in linked:
-            _add_child(client, node, child_id, seen)
-
-
-def _add_mapped(
-    client: Client, node: Tree, children: list[TaskRunInfo], seen: set[str], linked: set[str]
-) -> None:
-    """Under a mapped task: counts per state, then its first children (failed ones first)."""
-    counts: dict[State, int] = {}
-    for c in children:
-        counts[c.state] = counts.get(c.state, 0) + 1
-    summary = Text(f"{len(children)} mapped: ", style="bold")
-    for i, (state, n) in enumerate(sorted(counts.items(), key=lambda kv: -kv[1])):
-        if i:
-            summary.append(", ")
-        summary.append(f"{n} ")
-        summary.append_text(state_text(state))
-    group = node.add(summary)
-    shown = sorted(children, key=lambda c: (c.state is State.SUCCESS, c.map_index))[:SHOWN_MAPPED]
-    for c in shown:
-        branch = group.add(task_run_label(c))
-        if c.child_flow_run_id:
-            linked.add(c.child_flow_run_id)
-            _add_child(client, branch, c.child_flow_run_id, seen)
-    for c in children:
-        if c.child_flow_run_id:
-            linked.add(c.child_flow_run_id)
-    if len(children) > len(shown):
-        group.add(Text(f"... and {len(children) - len(shown)} more", style="dim"))
-
-
-def _add_child(client: Client, node: Tree, child_id: str, seen: set[str]) -> None:
-    if child_id in seen:
-        node.add(Text(f"flow run {child_id} (shown above)", style="dim"))
-        return
-    try:
-        child = client.get_flow_run(child_id)
-    except FlowRunNotFound:
-        node.add(Text(f"flow run {child_id} (not found)", style="red"))
-        return
-    branch = node.add(flow_run_label(child))
-    _add_flow_run(client, branch, child, seen)
-
-
-def run_tree(client: Client, flow_run_id: str) -> Tree:
-    """The tree of a flow run: its task runs and, under each, the child run it
-    started, recursively (children not linked to a task run hang from the run).
-
-    Args:
-        client: where to read the runs.
-        flow_run_id: the root run.
-
-    Returns:
-        A rich tree.
-    """
-    info = client.get_flow_run(flow_run_id)
-    tree = Tree(flow_run_label(info), guide_style="dim")
-    _add_flow_run(client, tree, info, set())
-    return tree
-
-
-def task_runs_table(info: FlowRunInfo) -> Table:
-    """The task runs of one flow run as a table."""
-    table = Table()
-    table.add_column("task")
-    table.add_column("state")
-    table.add_column("duration", justify="right")
-    table.add_column("attempts", justify="right")
-    table.add_column("worker")
-    table.add_column("result / message", overflow="fold")
-    for tr in sorted_task_runs(info):
-        detail = short(tr.result) if tr.state is State.SUCCESS else short(tr.message, 100)
-        table.add_row(
-            escape(tr.slug if tr.map_index < 0 else f"{tr.slug}[{tr.map_index}]"),
-            state_text(tr.state),
-            running_duration(tr.start_time, tr.end_time),
-            str(tr.attempts),
-            escape(tr.worker or "-"),
-            Text(detail),
-        )
-    return table
-
-
-# --- waiting with a display ---------------------------------------------------------
-
-
-class _WaitDisplay:
-    """What a terminal shows while a run is waited for: a spinner line, and
-    optionally the live run tree (rebuilt from the database twice a second)."""
-
-    def __init__(self, client: Client, flow_run_id: str, title: str, tree: bool) -> None:
-        self.client = client
-        self.flow_run_id = flow_run_id
-        self.title = title
-        self.tree = tree
-        self.state: State | None = None
-        self.started = time.monotonic()
-        self.spinner = Spinner("dots", style="cyan")
-        self._tree: RenderableType | None = None
-        self._tree_at = 0.0
-        self._lock = threading.Lock()
-
-    def line(self) -> Text:
-        elapsed = time.monotonic() - self.started
-        text = Text(f"{self.title}  ")
-        text.append_text(state_text(self.state) if self.state else Text("…"))
-        text.append(f"  {fmt_duration(elapsed)}", style="dim")
-        if self.state in (State.SUBMITTED, State.SCHEDULED) and elapsed > NO_WORKER_HINT_AFTER:
-            text.append(
-                "  (no worker has taken it yet: is `orchestrator worker` running?)",
-                style="yellow",
-            )
-        return text
-
-    def render(self) -> RenderableType:
-        self.spinner.update(text=self.line())
-        if not self.tree:
-            return self.spinner
-        now = time.monotonic()
-        with self._lock:
-            if self._tree is None or now - self._tree_at > 0.5:
-                self._tree_at = now
-                with contextlib.suppress(Exception):  # a transient read error: keep the last
-                    self._tree = run_tree(self.client, self.flow_run_id)
-            return Group(self.spinner, self._tree) if self._tree is not None else self.spinner
-
-
-def wait_with_progress(
-    client: Client,
-    flow_run_id: str,
-    title: str,
-    timeout: float | None = None,
-    tree: bool = False,
-    console: Console | None = None,
-) -> FlowRunInfo:
-    """Wait for a flow run to finish, showing its state and elapsed time.
-
-    On a terminal this is a live spinner (and, with ``tree``, the run tree as it
-    grows); otherwise each new state is printed as a line. Everything goes to
-    stderr, so stdout stays clean for what the command prints at the end.
-
-    Args:
-        client: the client.
-        flow_run_id: the run.
-        title: what to call it in the display.
-        timeout: seconds to wait at most (None: no limit).
-        tree: also show the live run tree.
-        console: where to show it (default: stderr).
-
-    Returns:
-        The final flow run.
-    """
-    console = console or make_console(stderr=True)
-    display = _WaitDisplay(client, flow_run_id, title, tree)
-
-    if not console.is_terminal:
-
-        def log_change(state: State) -> None:
-            display.state = state
-            console.print(display.line())
-
-        return client.wait_for_flow_run(flow_run_id, timeout=timeout, on_change=log_change)
-
-    def on_change(state: State) -> None:
-        display.state = state
-
-    with Live(console=console, get_renderable=display.render, refresh_per_second=8, transient=True):
-        return client.wait_for_flow_run(flow_run_id, timeout=timeout, on_change=on_change)
-
-
-# --- commands -------------------------------------------------------------------------
 
 
 def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any]:
@@ -344,9 +99,12 @@ def run(
     values = parse_params(params, params_json)
     client = Client()
     run_id = client.create_flow_run(
-        flow_name=flow, project_name=project, parameters=values,
-        run_name=run_name, labels=list(labels),
-    )  # fmt: skip
+        flow_name=flow,
+        project_name=project,
+        parameters=values,
+        run_name=run_name,
+        labels=list(labels),
+    )
     if not wait:
         click.echo(run_id)
         return
@@ -416,8 +174,6 @@ def show(run_id: str) -> None:
 
     The last log lines of failed task runs (its own and its children's) follow the tree.
     """
-    from orchestrator.cli.logs import SHOW_LAST_LINES, failed_tails
-
     client = Client()
     console = make_console()
     console.print(run_tree(client, run_id))

@@ -1,10 +1,12 @@
 """``orchestrator beat`` and ``orchestrator schedules``: firing registered flows'
 schedules with Celery beat, listing them with their next fire times, pausing and
-resuming them."""
+resuming them.
+
+May import :mod:`~orchestrator.cli.display`, :mod:`~orchestrator.cli.launch`, the
+backends, the database package and the core; no other command module."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,22 +16,17 @@ import pendulum
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.backends import backends
 from orchestrator.cli.display import make_console
-from orchestrator.cli.fleet import describe_backends, has_option
+from orchestrator.cli.launch import PASS_THROUGH, describe_backends, exec_command, has_option
 from orchestrator.config import Settings
-from orchestrator.errors import ConfigurationError, ScheduleError
-from orchestrator.models import FlowVersion
+from orchestrator.db import Store
+from orchestrator.db.models import FlowVersion
+from orchestrator.errors import ScheduleError
 from orchestrator.schedules import CronSchedule, IntervalSchedule, Schedule, schedule_from_dict
-from orchestrator.store import Store
 
 #: The beat scheduler class, as ``celery beat -S`` names it.
 SCHEDULER = "workers.scheduler:FlowScheduler"
-
-_PASS_THROUGH = {
-    "ignore_unknown_options": True,
-    "allow_extra_args": True,
-    "help_option_names": ["-h", "--help"],
-}
 
 
 def _store(settings: Settings | None = None) -> Store:
@@ -39,12 +36,12 @@ def _store(settings: Settings | None = None) -> Store:
     try:
         store.check_migrated()
     except Exception:
-        store.engine.dispose()
+        store.close()
         raise
     return store
 
 
-@click.command(context_settings=_PASS_THROUGH)
+@click.command(context_settings=PASS_THROUGH)
 @click.pass_context
 def beat(ctx: click.Context) -> None:
     """Start Celery beat with the flow scheduler: it fires registered flows' schedules.
@@ -57,22 +54,15 @@ def beat(ctx: click.Context) -> None:
     Other options go to `celery beat` unchanged, for example --loglevel/-l,
     --schedule/-s, --pidfile, --logfile/-f.
     """
-    from orchestrator.runtime import backends
-
     settings = Settings.from_env()
-    _store(settings).engine.dispose()  # a clear error now if the schema is behind
+    _store(settings).close()  # a clear error now if the schema is behind
     backends(settings)  # Redis answers (the embedded one is started for this home)
     args = list(ctx.args)
     if not has_option(args, "-l", "--loglevel"):
         args += ["--loglevel", "INFO"]
     click.echo(f"beat firing schedules for {describe_backends(settings)}", err=True)
     argv = [sys.executable, "-m", "celery", "-A", "workers", "beat", "-S", SCHEDULER, *args]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execvp(argv[0], argv)
-    except OSError as exc:
-        raise ConfigurationError(f"could not start celery beat: {exc}") from None
+    exec_command(argv, what="celery beat")
 
 
 # --- listing ---------------------------------------------------------------------
@@ -155,10 +145,9 @@ def schedule_table(
         paused = "[yellow]paused[/]" if flow.schedule_paused else "no"
         local = "\n".join(t for t, _ in times) or "[dim]none (ended)[/]"
         utc = "\n".join(u for _, u in times) or "[dim]none (ended)[/]"
-        table.add_row(
-            escape(project), f"{escape(flow.name)}\n[dim]v{flow.version}[/]",
-            escape(describe(schedule)), escape(schedule.timezone), paused, local, utc,
-        )  # fmt: skip
+        name = f"{escape(flow.name)}\n[dim]v{flow.version}[/]"
+        what = escape(describe(schedule))
+        table.add_row(escape(project), name, what, escape(schedule.timezone), paused, local, utc)
     return table
 
 
@@ -182,9 +171,9 @@ def schedules(ctx: click.Context, project: str | None, count: int) -> None:
         return
     store = _store()
     try:
-        rows = store.scheduled_flows(include_paused=True)
+        rows = store.schedules.flows(include_paused=True)
     finally:
-        store.engine.dispose()
+        store.close()
     if project is not None:
         rows = [(p, f) for p, f in rows if p == project]
     console = make_console()
@@ -198,9 +187,9 @@ def schedules(ctx: click.Context, project: str | None, count: int) -> None:
 def _set_paused(flow: str, project: str, paused: bool) -> None:
     store = _store()
     try:
-        version = store.set_schedule_paused(project, flow, paused)
+        version = store.schedules.set_paused(project, flow, paused)
     finally:
-        store.engine.dispose()
+        store.close()
     if paused:
         text = "paused: beat creates no runs for it until `orchestrator schedules resume`"
     else:

@@ -22,9 +22,9 @@ import redis
 from sqlalchemy import func, select, text
 
 from orchestrator import State
+from orchestrator.backends import backends
+from orchestrator.db.models import StateEvent
 from orchestrator.errors import FlowRunTimeout
-from orchestrator.models import StateEvent
-from orchestrator.runtime import backends
 from tests.conftest import Fleet
 from tests.flows import duplicating
 from tests.integration.test_beat import BeatProcess

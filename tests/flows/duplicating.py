@@ -13,7 +13,7 @@ from typing import Any
 from celery.signals import before_task_publish
 
 from orchestrator import Flow, task
-from orchestrator.runtime import backends
+from orchestrator.backends import backends
 from orchestrator.tasks import StartFlowRun
 from tests.flows.common import finished
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from orchestrator.backends import backends
 from orchestrator.client import FlowRunInfo
 from orchestrator.flow import Flow
-from orchestrator.runtime import backends
 from orchestrator.task import Parameter
 from tests.conftest import Fleet
 from tests.flows.common import count_key

@@ -29,8 +29,8 @@ from orchestrator import (
 )
 from orchestrator.client import Client
 from orchestrator.config import Settings
+from orchestrator.db.models import FlowRun
 from orchestrator.loader import flows_in
-from orchestrator.models import FlowRun
 from orchestrator.parameters import MAX_PARAMETERS_BYTES
 from orchestrator.schedules import CronSchedule, schedule_from_dict
 from tests.conftest import Fleet

@@ -27,10 +27,12 @@ import redis
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from orchestrator.models import FlowRun, FlowVersion, Project
-from orchestrator.runtime import Backends, backends, make_app, redis_urls
+from orchestrator.backends import Backends, backends, redis_urls
+from orchestrator.celery_app import make_app
+from orchestrator.clock import aware, utcnow
+from orchestrator.db import Store
+from orchestrator.db.models import FlowRun, FlowVersion, Project
 from orchestrator.states import State
-from orchestrator.store import Store, aware, utcnow
 from tests.conftest import Fleet, fresh_database
 from tests.flows import scheduled
 from workers.scheduler import ENV_LEASE_SECONDS, FlowScheduler, TickReport, lock_name_for
@@ -52,7 +54,7 @@ def beat_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def _migrate(url: str) -> None:
     store = Store(url)
     store.upgrade()
-    store.engine.dispose()
+    store.close()
 
 
 class Beat:
@@ -90,7 +92,7 @@ class Beat:
 
     def register(self, flow: Any, project: str) -> FlowVersion:
         self.fleet.client.register(flow, project)
-        return self.b.store.newest_flow(project, flow.name)
+        return self.b.store.flows.newest(project, flow.name)
 
     def runs(self, project: str, flow: str | None = None) -> list[FlowRun]:
         """The runs of a project (one flow's), by scheduled start time."""
@@ -112,9 +114,9 @@ class Beat:
         with contextlib.suppress(redis.RedisError):
             self.b.redis.delete(self.fleet.queue)  # runs sent to no worker
         for other in self._others:
-            other.store.engine.dispose()
+            other.store.close()
             other.redis.close()
-        self.b.store.engine.dispose()
+        self.b.store.close()
 
 
 @pytest.fixture()
@@ -295,18 +297,18 @@ def test_a_restart_in_the_middle_of_a_slot_creates_no_duplicate(
 
     # Given a beat killed after creating the next slot's run but before its bookkeeping
     after.close()
-    store = beat.b.store
-    real_advance = store.advance_schedule_mark
+    marks = beat.b.store.schedules
+    real_advance = marks.advance_mark
 
     def killed(*args: Any, **kwargs: Any) -> bool:
         raise SystemExit("killed")
 
-    monkeypatch.setattr(store, "advance_schedule_mark", killed)
+    monkeypatch.setattr(marks, "advance_mark", killed)
     clock = Clock(slot + timedelta(minutes=1, seconds=1))
     dying = beat.scheduler(clock, lease_seconds=1.0)
     with pytest.raises(SystemExit):
         dying.runner.tick(clock())
-    monkeypatch.setattr(store, "advance_schedule_mark", real_advance)
+    monkeypatch.setattr(marks, "advance_mark", real_advance)
     # When another beat takes over once the dead one's lease ran out, in the same slot
     time.sleep(1.2)
     successor = beat.scheduler(Clock(slot + timedelta(minutes=1, seconds=3)))
@@ -402,7 +404,7 @@ def test_a_paused_schedule_fires_nothing_and_resumes_without_backfill(
 ) -> None:
     # Given a minutely flow, paused
     version = beat.register(scheduled.every_minute, project)
-    beat.b.store.set_schedule_paused(project, "every-minute", True)
+    beat.b.store.schedules.set_paused(project, "every-minute", True)
     clock = Clock(next_minute(registered(version)))
     s = beat.scheduler(clock)
     # When beat ticks through five minutes
@@ -412,7 +414,7 @@ def test_a_paused_schedule_fires_nothing_and_resumes_without_backfill(
     # Then nothing fired
     assert beat.runs(project) == []
     # When it is resumed, and beat ticks on
-    beat.b.store.set_schedule_paused(project, "every-minute", False, now=clock.now)
+    beat.b.store.schedules.set_paused(project, "every-minute", False, now=clock.now)
     resumed = clock.now
     for _ in range(5):
         clock.advance(seconds=30)
@@ -447,17 +449,17 @@ def test_a_run_created_for_later_waits_in_scheduled_and_beat_dispatches_it_when_
     beat.register(scheduled.later, project)
     due = utcnow() + timedelta(seconds=30)
     run_id = beat.fleet.client.create_flow_run("later", project, scheduled_start_time=due)
-    assert beat.b.store.get_flow_run(run_id).state == State.SCHEDULED.value
+    assert beat.b.store.flow_runs.get(run_id).state == State.SCHEDULED.value
     clock = Clock(due - timedelta(seconds=10))
     s = beat.scheduler(clock)
     # When beat ticks before it is due, then after
     assert tick(s).dispatched == []
-    assert beat.b.store.get_flow_run(run_id).state == State.SCHEDULED.value
+    assert beat.b.store.flow_runs.get(run_id).state == State.SCHEDULED.value
     clock.now = due + timedelta(seconds=1)
     report = tick(s)
     # Then it was sent once, when due
     assert report.dispatched == [run_id]
-    assert beat.b.store.get_flow_run(run_id).state == State.SUBMITTED.value
+    assert beat.b.store.flow_runs.get(run_id).state == State.SUBMITTED.value
     assert tick(s).dispatched == []
 
 
@@ -496,11 +498,11 @@ def test_schedules_command_lists_next_fire_times_and_pauses(beat: Beat, project:
     # When pausing it, then resuming it
     result = runner.invoke(main, ["schedules", "pause", "parent-flow", "-p", project], env=env)
     assert result.exit_code == 0 and "paused" in result.output
-    assert beat.b.store.newest_flow(project, "parent-flow").schedule_paused
-    assert beat.b.store.scheduled_flows() == []
+    assert beat.b.store.flows.newest(project, "parent-flow").schedule_paused
+    assert beat.b.store.schedules.flows() == []
     result = runner.invoke(main, ["schedules", "resume", "parent-flow", "-p", project], env=env)
     assert result.exit_code == 0 and "resumed" in result.output
-    assert not beat.b.store.newest_flow(project, "parent-flow").schedule_paused
+    assert not beat.b.store.flows.newest(project, "parent-flow").schedule_paused
     # And a flow without schedule is a one-line error
     result = runner.invoke(main, ["schedules", "pause", "later", "-p", project], env=env)
     assert result.exit_code == 1 and "has no schedule" in result.output

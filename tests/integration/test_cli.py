@@ -21,8 +21,11 @@ def cli(
     """Run ``orchestrator ARGS`` in a subprocess and return what it did."""
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", *args],
-        env=dict(env), capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def table_row(output: str, first_cell: str) -> list[str]:
@@ -113,7 +116,7 @@ def test_structural_change_gives_version_2_and_archives_version_1(
     assert table_row(again.stdout, "grows")[1:4] == ["2", "new", "v1"]
     versions = {
         f.version: f.archived
-        for p, f in fleet.store.list_flows(include_archived=True)
+        for p, f in fleet.store.flows.list(include_archived=True)
         if p == project and f.name == "grows"
     }
     assert versions == {1: True, 2: False}

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from orchestrator import State
-from orchestrator.store import Store
+from orchestrator.db import Store
 from tests.conftest import fresh_database
 
 
@@ -26,7 +26,7 @@ def test_a_pooled_connection_the_server_dropped_is_replaced_unseen(postgres_url:
     # Given a store whose one pooled connection is idle
     store = Store(postgres_url)
     try:
-        pid = store._one(text("SELECT pg_backend_pid()"))
+        pid = store._db.one(text("SELECT pg_backend_pid()"))
         assert pid is not None
         # When the server terminates that connection's backend (as a restart does)
         killer = create_engine(postgres_url)
@@ -35,8 +35,8 @@ def test_a_pooled_connection_the_server_dropped_is_replaced_unseen(postgres_url:
         killer.dispose()
         time.sleep(0.2)  # the server's goodbye reaches the pooled socket
         # Then the next read and write work, on a new connection
-        again = store._one(text("SELECT pg_backend_pid()"))
+        again = store._db.one(text("SELECT pg_backend_pid()"))
         assert again is not None and again[0] != pid[0]
-        assert store.set_flow_run_state("no-such-run", State.RUNNING) is False
+        assert store.flow_runs.set_state("no-such-run", State.RUNNING) is False
     finally:
         store.close()

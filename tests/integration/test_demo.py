@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator import embedded
+import orchestrator.embedded as embedded
 
 
 def _leftovers(home: Path, hostnames: list[str]) -> list[str]:
@@ -43,8 +43,11 @@ def test_demo_runs_the_flow_of_flows_and_leaves_nothing_running(tmp_path: Path) 
     # When the demo runs
     done = subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", "demo"],
-        env=env, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in (home / "logs").glob("*.log"))
     # Then it succeeds and shows the parent and each child A, B, C, D as Success
     assert done.returncode == 0, done.stdout + done.stderr + logs

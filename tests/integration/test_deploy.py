@@ -22,10 +22,10 @@ from click.testing import CliRunner
 from honcho.environ import parse_procfile
 
 from orchestrator import State
+from orchestrator.backends import backends
 from orchestrator.cli import main
 from orchestrator.cli.fleet import describe_backends
 from orchestrator.config import Settings
-from orchestrator.runtime import backends
 from tests.conftest import ROOT, Fleet, fresh_database
 from tests.flows import deploy
 from tests.integration.helpers import finished_counts

@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from orchestrator import ConcurrencyLimitError, State
-from orchestrator.limits import check_label
+from orchestrator.labels import check_label
 from tests.conftest import Fleet
 from tests.flows import limited
 

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import event
 
 from orchestrator import State, logcapture
-from orchestrator.store import Store, task_run_id
+from orchestrator.db import Store
+from orchestrator.ids import task_run_id
 from tests.conftest import Fleet
 from tests.flows import deploy
 from tests.integration.helpers import run_and_wait
@@ -100,13 +101,13 @@ def test_show_prints_the_last_lines_of_failed_task_runs(fleet: Fleet, chatty_run
 def test_lines_are_stored_in_one_batch_with_the_task_run(fleet: Fleet, chatty_run: str) -> None:
     store = fleet.store
     first = task_run_id(chatty_run, "first")
-    rows = store.task_run_logs(chatty_run, [first])
+    rows = store.logs.of_flow_run(chatty_run, [first])
     assert [r.line for r in rows] == list(range(len(rows)))
     assert {r.attempt for r in rows} == {1}
     assert {r.level for r in rows} == {"STDOUT", "STDERR", "WARNING", "INFO"}
     # printed lines once: not again through Celery's stdout redirection logger
     assert not [r for r in rows if r.logger == "celery.redirected"]
-    second = store.task_run_logs(chatty_run, [task_run_id(chatty_run, "second")])
+    second = store.logs.of_flow_run(chatty_run, [task_run_id(chatty_run, "second")])
     assert [r.level for r in second] == ["STDOUT", "ERROR", "ERROR"]
     assert second[-1].logger == "orchestrator.task"
     assert second[-1].message.startswith("Traceback")
@@ -140,7 +141,7 @@ def test_only_the_last_lines_of_a_flood_are_kept(fleet: Fleet, project: str) -> 
     fleet.client.register(deploy.floods_flow, project)
     info = run_and_wait(fleet, "floods", project, parameters={"n": 1500})
     assert info.state is State.SUCCESS, info.message
-    rows = fleet.store.task_run_logs(info.id)
+    rows = fleet.store.logs.of_flow_run(info.id)
     assert len(rows) == logcapture.MAX_LINES + 1
     assert "500 earlier lines were dropped" in rows[0].message
     assert rows[1].message == "flood line 500" and rows[-1].message == "flood line 1499"
@@ -164,7 +165,7 @@ def test_capture_writes_one_insert_for_many_lines(database_url: str) -> None:
                 logging.getLogger("tests.capture").warning("warned %d", i)
         # Then they are written with one INSERT, in order
         assert statements.count("INSERT") == 1, statements
-        rows = store.task_run_logs("run-1")
+        rows = store.logs.of_flow_run("run-1")
         assert len(rows) == 300
         assert rows[0].message == "line 0" and rows[1].message == "warned 0"
         assert rows[-1].message == "warned 149"
@@ -192,7 +193,7 @@ def test_captures_in_two_threads_stay_apart(database_url: str) -> None:
     try:
         # Then each task run has its own lines and only those
         for name, other in (("a", "b"), ("b", "a")):
-            rows = store.task_run_logs(f"run-{name}")
+            rows = store.logs.of_flow_run(f"run-{name}")
             assert len(rows) == 100
             assert all(r.message.startswith(name) for r in rows)
             assert not [r for r in rows if r.message.startswith(other)]

@@ -19,16 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.canvas import (
-    Chain,
-    Group,
-    Node,
-    Plan,
-    compile_dag,
-    plan_nodes,
-    plan_orderings,
-    to_signature,
-)
+from workers.canvas import to_signature
+from workers.dag import compile_dag
+from workers.plan import Chain, Group, Node, Plan, plan_nodes, plan_orderings
 
 Edge = tuple[str, str]
 

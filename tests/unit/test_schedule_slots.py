@@ -9,8 +9,8 @@ import pendulum
 import pytest
 
 from orchestrator.errors import ScheduleError
-from orchestrator.schedule_slots import plan_slots, schedule_hash, slot_key, starting_point
 from orchestrator.schedules import CronSchedule, IntervalSchedule
+from orchestrator.schedules.slots import plan_slots, schedule_hash, slot_key, starting_point
 
 NY = "US/Eastern"
 
@@ -221,8 +221,12 @@ def test_an_interval_schedule_ending_mid_downtime_with_catchup() -> None:
 
 def _start(**kw: object) -> tuple[datetime, bool]:
     base: dict[str, object] = {
-        "mark": None, "mark_hash": None, "current_hash": "h1",
-        "registered": utc(2026, 1, 5, 8), "seen_before": None, "now": utc(2026, 1, 5, 12),
+        "mark": None,
+        "mark_hash": None,
+        "current_hash": "h1",
+        "registered": utc(2026, 1, 5, 8),
+        "seen_before": None,
+        "now": utc(2026, 1, 5, 12),
     }
     base.update(kw)
     return starting_point(**base)  # type: ignore[arg-type]
@@ -252,7 +256,8 @@ def test_a_changed_schedule_starts_when_beat_sees_the_change() -> None:
     mark = utc(2026, 1, 5, 9, 0, 1)
     # seen by a running beat: from its previous read
     assert _start(mark=mark, mark_hash="h0", seen_before=utc(2026, 1, 5, 11, 59, 55)) == (
-        utc(2026, 1, 5, 11, 59, 55), True
+        utc(2026, 1, 5, 11, 59, 55),
+        True,
     )
     # seen by a beat that just started: from now, no backfill of the new schedule
     assert _start(mark=mark, mark_hash="h0") == (utc(2026, 1, 5, 12), True)
@@ -260,8 +265,12 @@ def test_a_changed_schedule_starts_when_beat_sees_the_change() -> None:
 
 def test_the_schedule_hash_changes_with_any_field() -> None:
     s = CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 1))
-    assert schedule_hash(s) == schedule_hash(CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 1)))
-    assert schedule_hash(s) != schedule_hash(CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 2)))
+    assert schedule_hash(s) == schedule_hash(
+        CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 1))
+    )
+    assert schedule_hash(s) != schedule_hash(
+        CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 2))
+    )
     assert schedule_hash(s) != schedule_hash(
         CronSchedule("30 9 * * 1-5", start_date=ny(2026, 1, 1), catchup=True)
     )

@@ -1,0 +1,171 @@
+"""The process-wide connections: the database store, the Celery app and Redis,
+built once from :class:`~orchestrator.config.Settings` on the first call of
+:func:`backends` (nothing connects at import).
+
+The one Celery app lives on the orchestrator side (:func:`celery_app_for`), so a
+client enqueues by task name without importing worker code. May import Redis,
+Celery (through :mod:`orchestrator.celery_app`), :mod:`orchestrator.embedded`, the
+database package and the pure core; nothing of the client layer."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+
+import orchestrator.constants as constants
+import orchestrator.embedded as embedded
+from orchestrator.celery_app import make_app
+from orchestrator.config import Settings, hide_password
+from orchestrator.db import Store
+from orchestrator.errors import BackendUnavailable
+from orchestrator.states import State
+
+
+@dataclass
+class Backends:
+    """The connections of one process, for one configuration.
+
+    Attributes:
+        settings: the configuration they were built from.
+        broker_url: the Redis URL as Celery spells it.
+        redis: a redis-py client for locks, semaphores and notices.
+        store: the database.
+        app: the Celery app.
+    """
+
+    settings: Settings
+    broker_url: str
+    redis: redis.Redis
+    store: Store
+    app: Celery
+
+    def set_flow_run_state(
+        self,
+        flow_run_id: str,
+        new: State,
+        message: str | None = None,
+        from_states: Collection[State] | None = None,
+    ) -> bool:
+        """Compare-and-set a flow run's state and announce the change on Redis.
+
+        Args:
+            flow_run_id: the run.
+            new: its new state.
+            message: why.
+            from_states: the states it may change from (None: every state ``new``
+                may be reached from).
+
+        Returns:
+            True when this call changed the state.
+        """
+        changed = self.store.flow_runs.set_state(flow_run_id, new, message, from_states)
+        if changed:
+            self.notify(flow_run_id, new)
+        return changed
+
+    def notify(self, flow_run_id: str, state: State) -> None:
+        """Publish a state-change notice for waiting clients (best effort)."""
+        # best effort: waiters fall back to reading the database
+        with contextlib.suppress(redis.RedisError):
+            self.redis.publish(
+                constants.FLOW_RUN_CHANNEL.format(id=flow_run_id),
+                json.dumps({"id": flow_run_id, "state": state.value}),
+            )
+
+    def dispatch(self, flow_run_id: str, flow_name: str) -> None:
+        """Send ``start_flow_run`` for a flow run to the workers."""
+        self.app.send_task(
+            constants.START_FLOW_RUN,
+            args=[flow_run_id],
+            queue=self.settings.queue,
+            shadow=f"{flow_name}/start",
+        )
+
+
+def _celery_url(settings: Settings) -> str:
+    """The broker URL as Celery spells it, without starting or reaching anything."""
+    if settings.redis_url:
+        return settings.redis_url
+    return f"redis+socket://{embedded.socket_path(settings.home)}"
+
+
+def redis_urls(settings: Settings) -> tuple[str, str]:
+    """The Redis URL for Celery and for redis-py, starting the embedded server if needed."""
+    if settings.redis_url:
+        url = settings.redis_url
+        if url.startswith("redis+socket://"):
+            return url, "unix://" + url[len("redis+socket://") :]
+        return url, url
+    sock = embedded.ensure_running(settings.home)
+    return f"redis+socket://{sock}", f"unix://{sock}"
+
+
+def _ping(client: redis.Redis, url: str, attempts: int = 5) -> None:
+    delay = 0.2
+    for attempt in range(attempts):
+        try:
+            client.ping()
+            return
+        except redis.AuthenticationError as exc:
+            raise BackendUnavailable(
+                f"Redis at {hide_password(url)} refused the password: {exc}"
+            ) from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            if attempt == attempts - 1:
+                detail = str(exc).splitlines()[0]
+                raise BackendUnavailable(
+                    f"Redis at {hide_password(url)} is unreachable: {detail}"
+                ) from None
+            time.sleep(delay)
+            delay *= 2
+        except redis.ResponseError as exc:
+            raise BackendUnavailable(f"Redis at {hide_password(url)} refused us: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def celery_app_for(settings: Settings) -> Celery:
+    """The one Celery app for ``settings``, built once and without connecting.
+
+    For the embedded Redis its broker is the socket of ``settings.home``; starting
+    that server is left to :func:`backends`. ``backends(settings).app`` is this app.
+
+    Args:
+        settings: the configuration.
+
+    Returns:
+        The Celery app.
+    """
+    return make_app(_celery_url(settings), settings)
+
+
+@functools.lru_cache(maxsize=8)
+def _backends(settings: Settings) -> Backends:
+    celery_url, redis_url = redis_urls(settings)
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, health_check_interval=30)
+    _ping(client, celery_url)
+    store = Store(settings.resolved_database_url(), auto_migrate=settings.embedded_database)
+    return Backends(settings, celery_url, client, store, celery_app_for(settings))
+
+
+def backends(settings: Settings | None = None) -> Backends:
+    """The connections for ``settings`` (by default, from the environment), made once.
+
+    The first call starts the embedded Redis when no Redis URL is set, pings Redis
+    and opens the database (migrating the embedded SQLite one).
+
+    Raises:
+        BackendUnavailable: Redis does not answer or refuses us.
+    """
+    return _backends(settings or Settings.from_env())
+
+
+def reset() -> None:
+    """Forget every cached connection (tests and forks); the Celery apps stay."""
+    _backends.cache_clear()

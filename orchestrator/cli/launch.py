@@ -1,0 +1,69 @@
+"""What the commands that start the fleet's processes share (``worker``, ``flower``,
+``beat``, ``demo``): a one-line description of the backends a process serves, the
+check for an option already given to Celery, and replacing this process with a
+Celery command.
+
+May import :mod:`orchestrator.embedded`, :mod:`orchestrator.config` and the core's
+errors; never a command module."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orchestrator.embedded as embedded
+from orchestrator.config import Settings, hide_password
+from orchestrator.errors import ConfigurationError
+
+#: click context settings of a command whose unknown options go to Celery unchanged.
+PASS_THROUGH: dict[str, Any] = {
+    "ignore_unknown_options": True,
+    "allow_extra_args": True,
+    "help_option_names": ["-h", "--help"],
+}
+
+
+def describe_backends(settings: Settings) -> str:
+    """Which Redis and database a process serves, passwords hidden, in one line."""
+    if settings.redis_url:
+        redis_part = f"Redis {hide_password(settings.redis_url)}"
+    else:
+        redis_part = f"embedded Redis {embedded.socket_path(settings.home)}"
+    return (
+        f"{redis_part}, database {hide_password(settings.resolved_database_url())}, "
+        f"queue {settings.queue}"
+    )
+
+
+def has_option(args: Sequence[str], short: str, long: str) -> bool:
+    """Whether ``args`` already set an option, as ``-x``, ``-xVALUE``, ``--long[=v]``."""
+    for a in args:
+        if a in (short, long) or a.startswith(long + "="):
+            return True
+        if a.startswith(short) and not a.startswith("--") and len(a) > len(short):
+            return True
+    return False
+
+
+def exec_command(argv: list[str], env: Mapping[str, str] | None = None, what: str = "") -> None:
+    """Replace this process with ``argv`` (stdio flushed first).
+
+    Args:
+        argv: the command line.
+        env: its environment (default: this process's).
+        what: how to name it in the error (default: its first words).
+
+    Raises:
+        ConfigurationError: it could not be started.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        if env is None:
+            os.execvp(argv[0], argv)
+        else:
+            os.execvpe(argv[0], argv, dict(env))
+    except OSError as exc:
+        raise ConfigurationError(f"could not start {what or ' '.join(argv[:4])}: {exc}") from None

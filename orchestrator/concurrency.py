@@ -1,0 +1,61 @@
+"""Reading and changing flow concurrency limits (per label) from the client side:
+:class:`LimitInfo`, :func:`set_limit`, :func:`delete_limit`, :func:`list_limits`.
+
+The limits and the slots live in Redis (see ``workers/slots.py`` for how runs take
+and give back slots); changing a limit wakes the runs waiting for that label (the
+client sends that wake-up). May import redis and the pure core (constants, errors,
+labels); nothing of the database or the CLI."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+
+import orchestrator.constants as constants
+from orchestrator.errors import ConcurrencyLimitError
+from orchestrator.labels import check_label
+
+
+@dataclass(frozen=True)
+class LimitInfo:
+    """A label's limit and how its slots are used right now."""
+
+    label: str
+    limit: int
+    used: int
+    waiting: int
+
+    @property
+    def free(self) -> int:
+        """Slots free now."""
+        return max(0, self.limit - self.used)
+
+
+def set_limit(client: redis.Redis, label: str, slots: int) -> None:
+    """Allow at most ``slots`` running flow runs carrying ``label``."""
+    check_label(label)
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 0:
+        raise ConcurrencyLimitError(
+            f"limit for label {label!r} must be a whole number >= 0, got {slots!r}"
+        )
+    client.hset(constants.LIMITS, label, slots)
+
+
+def delete_limit(client: redis.Redis, label: str) -> bool:
+    """Remove a label's limit; returns False when it had none."""
+    check_label(label)
+    return bool(client.hdel(constants.LIMITS, label))
+
+
+def list_limits(client: redis.Redis) -> list[LimitInfo]:
+    """Every limit, with the slots in use (live leases) and the runs waiting."""
+    now = int(time.time() * 1000)
+    out = []
+    for raw_label, raw_limit in sorted(client.hgetall(constants.LIMITS).items()):
+        label = raw_label.decode() if isinstance(raw_label, bytes) else str(raw_label)
+        used = int(client.zcount(constants.SLOTS + label, now, "+inf"))
+        waiting = int(client.zcard(constants.WAITING + label))
+        out.append(LimitInfo(label, int(raw_limit), used, waiting))
+    return out

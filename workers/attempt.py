@@ -1,0 +1,116 @@
+"""One attempt of a claimed task run on a worker (:func:`execute`): what the engine's
+one attempt sequence (:func:`orchestrator.engine.attempt`) needs here, namely the
+upstream read from the database, a mapped child's element, the run context, and,
+around the code only, the heartbeat that renews the lease (and the run's slots) and
+the capture of its log lines. Imports Celery's time-limit error, the pure core
+(engine, mapping, context, logcapture, states), :mod:`orchestrator.db.models`,
+:mod:`orchestrator.backends` (a type) and :mod:`workers.app`,
+:mod:`workers.flow_cache`, :mod:`workers.heartbeat`, :mod:`workers.upstream`."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+import orchestrator.logcapture as logcapture
+from orchestrator.backends import Backends
+from orchestrator.context import RunContext
+from orchestrator.db.models import FlowRun, TaskRun
+from orchestrator.engine import Outcome, attempt
+from orchestrator.mapping import element_constants
+from orchestrator.states import State
+from workers.app import current_backends, current_slots
+from workers.flow_cache import LoadedFlow
+from workers.heartbeat import heartbeat
+from workers.upstream import read_upstream
+
+__all__ = ["execute"]
+
+
+def execute(
+    lf: LoadedFlow,
+    run: FlowRun,
+    tr: TaskRun,
+    slug: str,
+    map_index: int,
+    element: dict[str, Any] | None,
+    owner: str,
+    slots_fresh: bool = False,
+) -> Outcome:
+    """Run a claimed task run's code, or say why it does not run (its trigger, a
+    cancelled flow run).
+
+    Args:
+        lf: the run's flow.
+        run: the flow run, as read with the claim.
+        tr: the claimed task run.
+        slug: its task.
+        map_index: its index among a mapped task's children (-1: not one).
+        element: a mapped child's element of the mapped arguments.
+        owner: the lease owner of the claim.
+        slots_fresh: the run's slots were just taken (no need to renew them before
+            the code starts).
+
+    Returns:
+        The attempt's outcome, to record.
+    """
+    if State(run.state) is State.CANCELLED:
+        return Outcome(State.CANCELLED, message="flow run cancelled")
+    b = current_backends()
+    task = lf.task(slug)
+    limited = bool(run.labels or run.parent_flow_run_id)
+    if limited and not slots_fresh:
+        current_slots().renew(run.id)
+    upstream = read_upstream(b.store, lf, run.id, slug, map_index, element)
+    constants = lf.flow.constants.get(task, {})
+    if element:
+        constants = element_constants(constants, lf.flow.constant_modes.get(task, {}), element)
+    ctx = RunContext(
+        flow_run_id=run.id,
+        flow_name=lf.version.name,
+        task_slug=slug,
+        task_run_id=tr.id,
+        map_index=map_index,
+        parameters=dict(run.parameters or {}),
+        attempt=tr.attempts,
+    )
+    return attempt(
+        task,
+        constants,
+        upstream,
+        ctx,
+        call=logcapture.traced,
+        timeout_errors=(SoftTimeLimitExceeded,),
+        around=functools.partial(_held, b, run.id, limited, tr, owner),
+    )
+
+
+@contextlib.contextmanager
+def _held(b: Backends, run_id: str, limited: bool, tr: TaskRun, owner: str) -> Iterator[None]:
+    """While the code runs: the lease (and the slots of a ``limited`` run) renewed by
+    the heartbeat, the lines captured."""
+    lease = b.settings.lease_seconds
+    with (
+        heartbeat.holding(_renewer(b, tr.id, owner, lease, run_id if limited else None), lease),
+        logcapture.task_run_logs(b.store, run_id, tr.id, tr.attempts),
+    ):
+        yield
+
+
+def _renewer(
+    b: Backends, tr_id: str, owner: str, lease: float, run_id: str | None
+) -> Callable[[], None]:
+    """What the heartbeat calls for one running task run: renew its lease, and its
+    flow run's slots when it has any."""
+    store = b.store
+
+    def renew() -> None:
+        store.task_runs.renew_lease(tr_id, owner, lease)
+        if run_id is not None:
+            current_slots().renew(run_id)
+
+    return renew

@@ -1,0 +1,82 @@
+"""A mapped task on workers: its own node fans out (:func:`fan_out`, built on
+:func:`orchestrator.mapping.expand`) into a chord of one node per element, closed by
+the ``collect_map`` task, which records the mapped task's state and result list
+from its children's. Imports Celery, the pure core (constants, engine, ids,
+mapping, states), :mod:`orchestrator.db.models` and :mod:`workers.app`,
+:mod:`workers.flow_cache`, :mod:`workers.signatures`, :mod:`workers.upstream`."""
+
+from __future__ import annotations
+
+from celery import Task as CeleryTask
+from celery import chain, chord
+
+import orchestrator.constants as constants
+from orchestrator.db.models import FlowRun
+from orchestrator.engine import Outcome
+from orchestrator.ids import task_run_id
+from orchestrator.mapping import expand, mapped_outcome
+from orchestrator.states import State
+from workers.app import InfraRetrying, app, current_backends, recorded
+from workers.flow_cache import LoadedFlow
+from workers.signatures import collect_signature, finalize_signature, node_signature
+from workers.upstream import read_upstream
+
+__all__ = ["collect_map", "fan_out"]
+
+
+def fan_out(
+    node: CeleryTask,
+    lf: LoadedFlow,
+    run: FlowRun,
+    slug: str,
+    tr_id: str,
+    owner: str,
+    finalize: bool,
+) -> Outcome:
+    """Fan a mapped task out over its elements (replacing ``node``), or say why it
+    ends now.
+
+    Args:
+        node: the mapped task's own node task (bound).
+        lf: the run's flow.
+        run: the flow run.
+        slug: the mapped task.
+        tr_id: its task run, claimed by ``owner``.
+        owner: the claim's lease owner.
+        finalize: the node ends its flow (``finalize`` follows the chord).
+
+    Returns:
+        The outcome to record when the task ends now (no element: its mapped
+        outcome); otherwise it does not return: the chord replaces the node.
+    """
+    store = current_backends().store
+    task = lf.task(slug)
+    upstream = read_upstream(store, lf, run.id, slug, -1, None)
+    constants_ = lf.flow.constants.get(task, {})
+    modes = lf.flow.constant_modes.get(task, {})
+    elements = expand(task, constants_, modes, upstream, lf.mapped)
+    if isinstance(elements, Outcome):
+        return elements
+    if not elements:
+        return mapped_outcome([])
+    width = len(elements)
+    store.task_runs.start_mapped(tr_id, run.id, slug, task.name, width, owner)
+    header = [node_signature(lf, run.id, slug, i, e) for i, e in enumerate(elements)]
+    fan = chord(header, collect_signature(lf, run.id, slug, width))
+    raise node.replace(chain(fan, finalize_signature(lf, run.id)) if finalize else fan)
+
+
+@app.task(name=constants.COLLECT_MAP, base=InfraRetrying)
+def collect_map(flow_run_id: str, slug: str, width: int) -> dict[str, str]:
+    """Record a mapped task's state and result list from its children's."""
+    store = current_backends().store
+    tr_id = task_run_id(flow_run_id, slug)
+    tr = store.task_runs.get(tr_id)
+    assert tr is not None
+    if not State(tr.state).is_final:
+        ids = [task_run_id(flow_run_id, slug, i) for i in range(width)]
+        rows = store.task_runs.by_ids(ids)
+        outcome = mapped_outcome([(State(rows[i].state), rows[i].result) for i in ids])
+        store.task_runs.finish(tr_id, flow_run_id, outcome.state, outcome.message, outcome.result)
+        tr = store.task_runs.get(tr_id) or tr
+    return recorded(tr)
