@@ -42,7 +42,14 @@ class WaitForFlowRun:
 
 @dataclass(frozen=True)
 class Upstream:
-    """The recorded state of one upstream task run, as an edge sees it."""
+    """The recorded state of one upstream task run, as an edge sees it.
+
+    Attributes:
+        children: the states of a mapped upstream's children, in order, when it
+            fanned out (None otherwise): an edge that takes the upstream whole sees
+            all of them, as in Prefect 1 (a reduce task after a map with one skipped
+            child is skipped).
+    """
 
     slug: str
     key: str | None
@@ -50,6 +57,13 @@ class Upstream:
     result: Any = None
     mapped: bool = False
     flatten: bool = False
+    children: tuple[State, ...] | None = None
+
+    @property
+    def states(self) -> tuple[State, ...]:
+        """What the downstream trigger sees of this edge: the children's states of a
+        mapped upstream, else its own."""
+        return self.children if self.children is not None else (self.state,)
 
 
 @dataclass
@@ -81,22 +95,37 @@ def check_upstream(task: Task, upstream: Sequence[Upstream]) -> Outcome | None:
     Returns:
         An outcome ending the run, or None when the task should run.
     """
-    states = [u.state for u in upstream]
     unfinished = [u.slug for u in upstream if not u.state.is_final]
     if unfinished:
         raise RuntimeError(f"task {task.slug!r} started before upstream {unfinished} finished")
-    if task.skip_on_upstream_skip and any(s is State.SKIPPED for s in states):
-        skipped = [u.slug for u in upstream if u.state is State.SKIPPED]
+    states = [s for u in upstream for s in u.states]
+    if task.skip_on_upstream_skip and State.SKIPPED in states:
+        skipped = [u.slug for u in upstream if State.SKIPPED in u.states]
         return Outcome(State.SKIPPED, message=f"upstream task skipped: {', '.join(skipped)}")
+    name = getattr(task.trigger, "__name__", "trigger")
     try:
         run = task.trigger(states)
     except SKIP as sig:
         return Outcome(State.SKIPPED, message=str(sig) or "skipped by the trigger")
+    except FAIL as sig:
+        return Outcome(State.FAILED, message=str(sig) or f"failed by trigger {name}")
+    except Exception as exc:  # a broken trigger fails its task, not the run (Prefect 1)
+        message = f"trigger {name} raised {type(exc).__name__}: {exc}".splitlines()[0][:2000]
+        return Outcome(State.TRIGGER_FAILED, message=message)
     if not run:
-        name = getattr(task.trigger, "__name__", "trigger")
-        summary = ", ".join(f"{u.slug}={u.state.value}" for u in upstream)
+        summary = ", ".join(f"{u.slug}={_summary(u)}" for u in upstream)
         return Outcome(State.TRIGGER_FAILED, message=f"trigger {name} not met ({summary})")
     return None
+
+
+def _summary(u: Upstream) -> str:
+    """One upstream's state(s) in a trigger message: its own, or its children's counts."""
+    if u.children is None:
+        return u.state.value
+    counts: dict[str, int] = {}
+    for s in u.children:
+        counts[s.value] = counts.get(s.value, 0) + 1
+    return "[" + ", ".join(f"{n} {v}" for v, n in counts.items()) + "]"
 
 
 def gather_inputs(constants: Mapping[str, Any], upstream: Sequence[Upstream]) -> dict[str, Any]:

@@ -96,12 +96,14 @@ class TaskRunState:
         result: the task's return value (JSON-compatible) when it succeeded.
         message: a one-line explanation, for example the exception that failed it.
         attempts: how many times the task's code was started.
+        map_states: a mapped task's children, in order (Prefect 1's ``map_states``).
     """
 
     state: State
     result: Any = None
     message: str | None = None
     attempts: int = 0
+    map_states: list[TaskRunState] = field(default_factory=list)
 
     def is_successful(self) -> bool:
         """True when the task run succeeded or was skipped."""

@@ -318,9 +318,10 @@ class Parameter(Task):
         return f"<Parameter: {self.name}>"
 
     def copy(self, **overrides: Any) -> Task:
-        """Parameters keep their slug (their name) when copied."""
+        """A parameter's slug is its name: a copy under a new name has that slug."""
+        slug = overrides.pop("slug", None)
         new = super().copy(**overrides)
-        new.slug = self.name
+        new.slug = slug or new.name
         return new
 
     def run(self) -> Any:

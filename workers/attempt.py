@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -21,7 +20,7 @@ from orchestrator.backends import Backends
 from orchestrator.context import RunContext
 from orchestrator.db.models import FlowRun, TaskRun
 from orchestrator.engine import Outcome, attempt
-from orchestrator.mapping import element_constants
+from orchestrator.mapping import Element, element_constants
 from orchestrator.states import State
 from workers.app import current_backends, current_slots
 from workers.flow_cache import LoadedFlow
@@ -37,7 +36,7 @@ def execute(
     tr: TaskRun,
     slug: str,
     map_index: int,
-    element: dict[str, Any] | None,
+    element: Element | None,
     owner: str,
     slots_fresh: bool = False,
 ) -> Outcome:
@@ -50,7 +49,7 @@ def execute(
         tr: the claimed task run.
         slug: its task.
         map_index: its index among a mapped task's children (-1: not one).
-        element: a mapped child's element of the mapped arguments.
+        element: a mapped child's element (its mapped values and their states).
         owner: the lease owner of the claim.
         slots_fresh: the run's slots were just taken (no need to renew them before
             the code starts).
@@ -67,7 +66,7 @@ def execute(
         current_slots().renew(run.id)
     upstream = read_upstream(b.store, lf, run.id, slug, map_index, element)
     constants = lf.flow.constants.get(task, {})
-    if element:
+    if element is not None:
         constants = element_constants(constants, lf.flow.constant_modes.get(task, {}), element)
     ctx = RunContext(
         flow_run_id=run.id,

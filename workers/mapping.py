@@ -54,7 +54,7 @@ def fan_out(
     upstream = read_upstream(store, lf, run.id, slug, -1, None)
     constants_ = lf.flow.constants.get(task, {})
     modes = lf.flow.constant_modes.get(task, {})
-    elements = expand(task, constants_, modes, upstream, lf.mapped)
+    elements = expand(task, constants_, modes, upstream)
     if isinstance(elements, Outcome):
         return elements
     if not elements:

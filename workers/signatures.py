@@ -2,7 +2,8 @@
 node, ``finalize``, ``mirror``, ``collect_map``, the ``barrier`` that joins a
 nested group (a no-op task, registered here beside its signature), and
 :func:`build_canvas`, a flow run's whole canvas. Builds signatures only; sends
-nothing. Imports Celery, :mod:`orchestrator.constants`, and :mod:`workers.app`,
+nothing. Imports Celery, :mod:`orchestrator.constants`, :mod:`orchestrator.mapping`
+(the element type), and :mod:`workers.app`,
 :mod:`workers.canvas`, :mod:`workers.plan`, :mod:`workers.flow_cache`."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from celery import chain
 from celery.canvas import Signature
 
 import orchestrator.constants as constants
+from orchestrator.mapping import Element
 from workers.app import SETTINGS, InfraRetrying, app
 from workers.canvas import to_signature
 from workers.flow_cache import LoadedFlow
@@ -33,20 +35,26 @@ def node_signature(
     flow_run_id: str,
     slug: str,
     map_index: int = -1,
-    element: dict[str, Any] | None = None,
+    element: Element | None = None,
     finalize: bool = False,
 ) -> Signature:
     """The immutable signature of one node, named ``flow/slug`` (``flow/slug[i]`` for
-    a mapped child, which carries its element of the mapped arguments). With
-    ``finalize`` the node ends its flow and records the flow run's state itself."""
+    a mapped child, which carries its element: the mapped arguments' values and the
+    states that go with them). With ``finalize`` the node ends its flow and records
+    the flow run's state itself."""
     task = lf.task(slug)
     name = f"{lf.version.name}/{slug}" + (f"[{map_index}]" if map_index >= 0 else "")
     options: dict[str, Any] = {"shadow": name, "queue": SETTINGS.queue}
     if task.timeout:
         options["soft_time_limit"] = task.timeout
         options["time_limit"] = task.timeout + 10
-    args = (flow_run_id, slug) if map_index < 0 else (flow_run_id, slug, map_index, element)
-    kwargs = {"finalize": True} if finalize else {}
+    args: tuple[Any, ...] = (flow_run_id, slug)
+    kwargs: dict[str, Any] = {"finalize": True} if finalize else {}
+    if map_index >= 0:
+        args = (flow_run_id, slug, map_index, element.values if element else {})
+        states = element.wire_states() if element else None
+        if states:
+            kwargs["states"] = states
     return app.signature(constants.NODE, args=args, kwargs=kwargs, immutable=True, **options)
 
 
