@@ -1,0 +1,199 @@
+"""Flows for the Prefect 1 semantics tests on workers (issue 23): a timeout that must
+stop the code, a raising trigger, a trigger without upstreams, an empty reference
+set, a Parameter copy, a reduce after a map with a skipped child, mapping over
+ordering edges and with only unmapped arguments, flatten() over failed children,
+and StartFlowRun.map over a mapped ordering upstream."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from orchestrator import SKIP, Flow, Parameter, State, flatten, task, unmapped
+from orchestrator import triggers as T
+from orchestrator.context import current
+from orchestrator.tasks import StartFlowRun
+from tests.flows.common import _redis
+
+PROJECT = "prefect1"
+
+
+def marks_key(flow_run_id: str) -> str:
+    """The Redis hash of what the timed-out task's code got to do in a flow run."""
+    return f"test:marks:{flow_run_id}"
+
+
+def _mark(what: str, value: str) -> None:
+    ctx = current()
+    if ctx is None or ctx.local or ctx.flow_run_id is None:
+        return
+    with contextlib.suppress(redis.RedisError):
+        _redis().hset(marks_key(ctx.flow_run_id), what, value)
+
+
+@task(timeout=1)
+def overslept() -> str:
+    """Sleeps far past its timeout; records how the sleep ended, and what comes after."""
+    try:
+        time.sleep(60)
+    except BaseException as exc:
+        _mark("interrupted", type(exc).__name__)
+        raise
+    _mark("after", "the side effect after the timeout")
+    return "too late"
+
+
+with Flow("p1-timeout") as p1_timeout:
+    overslept()
+
+
+# --- triggers, reference tasks, parameters ----------------------------------------------------
+
+
+def broken(upstream: Sequence[State]) -> bool:
+    """A trigger that raises."""
+    raise KeyError("no such state")
+
+
+@task
+def source() -> int:
+    return 1
+
+
+@task(trigger=broken)
+def guarded(x: int) -> int:
+    return x
+
+
+@task(trigger=T.all_finished)
+def cleanup() -> str:
+    return "cleaned"
+
+
+@task(trigger=T.some_successful(at_least=1))
+def root_counted() -> str:
+    return "ran without upstream"
+
+
+@task
+def echo(word: str) -> str:
+    return word
+
+
+@task
+def boom() -> None:
+    raise ValueError("the source is down")
+
+
+@task
+def one() -> int:
+    return 1
+
+
+with Flow("p1-triggers") as p1_triggers:
+    g = guarded(source())
+    cleanup(upstream_tasks=[g])
+    root_counted()
+    echo(Parameter("greeting", default="hi").copy(name="word"))
+
+with Flow("p1-empty-reference") as p1_empty_reference:
+    boom()
+p1_empty_reference.set_reference_tasks([])
+
+with Flow("p1-empty-reference-2", reference_tasks=[]) as p1_empty_reference_2:
+    boom()
+    one()
+
+
+# --- mapping ----------------------------------------------------------------------------------
+
+
+@task
+def numbers(n: int = 3) -> list[int]:
+    return list(range(n))
+
+
+@task
+def skip_one(x: int) -> int:
+    if x == 1:
+        raise SKIP("not this one")
+    return x
+
+
+@task
+def total(xs: list[Any]) -> int:
+    return sum(x for x in xs if x is not None)
+
+
+@task
+def picky(x: int) -> int:
+    """2 fails, anything else passes."""
+    if x == 2:
+        raise ValueError("two fails")
+    return x
+
+
+@task
+def which() -> int:
+    """This child's map index."""
+    ctx = current()
+    return ctx.map_index if ctx else -2
+
+
+@task
+def inc(x: int) -> int:
+    return x + 1
+
+
+@task
+def add(x: Any, y: Any) -> Any:
+    return x + y
+
+
+@task
+def listed(x: int) -> list[int]:
+    """[10x, 10x + 1]; 1 is skipped, 2 fails."""
+    if x == 1:
+        raise SKIP("one is skipped")
+    if x == 2:
+        raise ValueError("two fails")
+    return [x * 10, x * 10 + 1]
+
+
+with Flow("p1-map-skip-reduce") as p1_map_skip_reduce:
+    skipping = skip_one.map(numbers(3))
+    total(skipping)
+    total(skipping, task_args={"name": "tolerant", "skip_on_upstream_skip": False})
+
+with Flow("p1-map-ordering") as p1_map_ordering:
+    gate = picky.map([0, 2, 3])
+    which.map(upstream_tasks=[gate], task_args={"name": "after_gate"})
+    which.map(upstream_tasks=[[10, 20, 30, 40]], task_args={"name": "over_constant"})
+    inc.map(numbers(3), upstream_tasks=[unmapped(inc(5))], task_args={"name": "unmapped_order"})
+    add.map(unmapped(1), unmapped(2), task_args={"name": "all_unmapped"})
+
+with Flow("p1-flatten-failed") as p1_flatten_failed:
+    inc.map(flatten(listed.map([0, 1, 2, 3])))
+
+with Flow("p1-greeter") as p1_greeter:
+    echo(Parameter("word"))
+
+with Flow("p1-map-children") as p1_map_children:
+    StartFlowRun(flow_name="p1-greeter", project_name=PROJECT, wait=True).map(
+        parameters=unmapped({"word": "hello"}), upstream_tasks=[picky.map([0, 2, 3])]
+    )
+
+#: Flows run both in process and on workers, compared.
+COMPARED = [
+    p1_triggers,
+    p1_empty_reference,
+    p1_empty_reference_2,
+    p1_map_skip_reduce,
+    p1_map_ordering,
+    p1_flatten_failed,
+]
+ALL = [*COMPARED, p1_timeout, p1_greeter, p1_map_children]

@@ -1,0 +1,128 @@
+"""Prefect 1 semantics on real workers (issue 23): each flow runs on the fleet and in
+process, and both come to the states a Prefect 1 user expects, task by task and
+child by child; a timed-out task's code is stopped; StartFlowRun.map over a mapped
+ordering upstream starts no child for a failed element."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator import Flow, State
+from orchestrator.backends import backends
+from orchestrator.infos import FlowRunInfo
+from orchestrator.states import FlowRunState
+from tests.conftest import Fleet
+from tests.flows import prefect1
+from tests.integration.helpers import run_and_wait
+
+S, F, SK, TF = State.SUCCESS, State.FAILED, State.SKIPPED, State.TRIGGER_FAILED
+
+#: flow -> (its state, {slug: (state, result)}, {mapped slug: its children's states})
+EXPECTED: dict[str, tuple[State, dict[str, tuple[State, Any]], dict[str, list[State]]]] = {
+    "p1-triggers": (
+        S,
+        {
+            "guarded": (TF, None),
+            "cleanup": (S, "cleaned"),
+            "root_counted": (S, "ran without upstream"),
+            "word": (S, "hi"),
+            "echo": (S, "hi"),
+        },
+        {},
+    ),
+    "p1-empty-reference": (F, {"boom": (F, None)}, {}),
+    "p1-empty-reference-2": (F, {"boom": (F, None), "one": (S, 1)}, {}),
+    "p1-map-skip-reduce": (
+        S,
+        {"skip_one": (S, [0, None, 2]), "total": (SK, None), "tolerant": (S, 2)},
+        {"skip_one": [S, SK, S]},
+    ),
+    "p1-map-ordering": (
+        F,
+        {
+            "after_gate": (F, [0, None, 2]),
+            "over_constant": (S, [0, 1, 2, 3]),
+            "unmapped_order": (S, [1, 2, 3]),
+            "all_unmapped": (S, 3),
+        },
+        {"after_gate": [S, TF, S], "over_constant": [S] * 4, "unmapped_order": [S] * 3},
+    ),
+    "p1-flatten-failed": (
+        F,
+        {"inc": (F, [1, 2, None, None, 31, 32])},
+        {"inc": [S, S, SK, TF, S, S]},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def registered(fleet: Fleet) -> Fleet:
+    for flow in prefect1.ALL:
+        fleet.client.register(flow, prefect1.PROJECT)
+    return fleet
+
+
+def _children(info: FlowRunInfo, slug: str) -> list[State]:
+    kids = sorted(
+        (t for t in info.task_runs if t.slug == slug and t.map_index >= 0),
+        key=lambda t: t.map_index,
+    )
+    return [t.state for t in kids]
+
+
+def _local_children(local: FlowRunState, slug: str) -> list[State]:
+    return [k.state for k in local.by_slug()[slug].map_states]
+
+
+@pytest.mark.parametrize("flow", prefect1.COMPARED, ids=lambda f: f.name)
+def test_flows_come_to_prefect1_states_on_workers_and_in_process(
+    registered: Fleet, flow: Flow
+) -> None:
+    # Given a flow exercising one Prefect 1 rule
+    state, tasks, children = EXPECTED[flow.name]
+
+    # When it runs in process and on the fleet
+    local = flow.run()
+    info = run_and_wait(registered, flow.name, prefect1.PROJECT)
+
+    # Then both come to the expected states, results and children's states
+    assert (local.state, info.state) == (state, state), (local.message, info.message)
+    for slug, (task_state, result) in tasks.items():
+        assert (local.by_slug()[slug].state, local.by_slug()[slug].result) == (task_state, result)
+        assert (info.task_run(slug).state, info.task_run(slug).result) == (task_state, result)
+    for slug, kids in children.items():
+        assert _local_children(local, slug) == kids
+        assert _children(info, slug) == kids
+    # and the messages a user reads say the same (a raising trigger's included)
+    for slug in tasks:
+        assert info.task_run(slug).message == local.by_slug()[slug].message
+    if flow.name == "p1-triggers":
+        assert info.task_run("guarded").message == "trigger broken raised KeyError: 'no such state'"
+
+
+def test_a_timed_out_task_is_stopped_on_workers(registered: Fleet) -> None:
+    # Given a task sleeping 60 s with a 1 s timeout
+    info = run_and_wait(registered, "p1-timeout", prefect1.PROJECT)
+
+    # Then it is TimedOut, and its code was interrupted in its sleep (by Celery's soft
+    # time limit): what came after the sleep never ran
+    assert info.task_run("overslept").state is State.TIMED_OUT
+    assert info.state is State.FAILED
+    raw = backends(registered.settings).redis.hgetall(prefect1.marks_key(info.id))
+    marks = {k.decode(): v.decode() for k, v in raw.items()}
+    assert marks == {"interrupted": "SoftTimeLimitExceeded"}
+
+
+def test_start_flow_run_map_over_a_mapped_ordering_upstream(registered: Fleet) -> None:
+    # Given StartFlowRun mapped over a mapped ordering upstream whose element 1 fails
+    info = run_and_wait(registered, "p1-map-children", prefect1.PROJECT, timeout=120)
+
+    # Then one child flow run per good element was created and mirrored; the element
+    # after the failure is TriggerFailed and started no child
+    assert _children(info, "flow_p1_greeter") == [S, TF, S]
+    assert len(info.children) == 2
+    results = info.task_run("flow_p1_greeter").result
+    assert [r and r["task_results"]["echo"] for r in results] == ["hello", None, "hello"]
+    assert info.task_run("flow_p1_greeter", 1).child_flow_run_id is None
