@@ -1,10 +1,11 @@
 """The task-run engine: the one attempt sequence :func:`attempt` (check upstream
-skips -> check the trigger -> gather inputs -> run the code -> decide on a retry),
-shared by ``flow.run()`` and the workers so the two paths cannot drift, with its
-steps, the :class:`Outcome` each step turns what happened into (the caller records
-it), :class:`WaitForFlowRun`, and the flow's state from its reference tasks (the
-map fan-out is in :mod:`orchestrator.mapping`). Pure: imports only the core
-(context, errors, requests, serialization, signals, states, task)."""
+skips -> check the trigger -> gather inputs -> run the code -> decide on a retry,
+each transition through the task's state handlers, :func:`handled`), shared by
+``flow.run()`` and the workers so the two paths cannot drift, with its steps, the
+:class:`Outcome` each step turns what happened into (the caller records it),
+:class:`WaitForFlowRun`, and the flow's state from its reference tasks (the map
+fan-out is in :mod:`orchestrator.mapping`). Pure: imports only the core (context,
+errors, handlers, requests, serialization, signals, states, task)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from typing import Any
 
 from orchestrator.context import RunContext, entered
 from orchestrator.errors import BackendUnavailable
+from orchestrator.handlers import task_changed
 from orchestrator.requests import NewFlowRun
 from orchestrator.serialization import to_json
 from orchestrator.signals import FAIL, SKIP
-from orchestrator.states import State
+from orchestrator.states import State, TaskRunState
 from orchestrator.task import Task
 
 
@@ -220,12 +222,57 @@ def attempt(
         came to (Retrying with ``retry_in`` when a retry is due, Running with
         ``wait_for`` when the task mirrors a child flow run).
     """
+    previous = State.PENDING if ctx.attempt <= 1 else State.RETRYING
     stop = check_upstream(task, upstream)
     if stop is not None:
-        return stop
+        with entered(ctx):
+            return handled(task, previous, stop)
     inputs = gather_inputs(constants, upstream)
     with entered(ctx), around() if around is not None else contextlib.nullcontext():
-        return run_code(task, inputs, ctx.attempt, call=call, timeout_errors=timeout_errors)
+        if task.state_handlers:
+            running = handled(task, previous, Outcome(State.RUNNING))
+            if running.state is not State.RUNNING:
+                return running
+        outcome = run_code(task, inputs, ctx.attempt, call=call, timeout_errors=timeout_errors)
+        if outcome.wait_for is not None:
+            return outcome  # its end is the child's: handled when the task takes it
+        return handled(task, State.RUNNING, outcome)
+
+
+def handled(task: Task, old: State | TaskRunState, outcome: Outcome) -> Outcome:
+    """``outcome`` once the task's state handlers have seen the transition to it
+    (what they replaced it with; Failed, naming the handler, when one raised or
+    chose a state the run cannot enter here). Returns at once without handlers.
+
+    Args:
+        task: the task.
+        old: the state the task run leaves.
+        outcome: the state it enters (Running before the code starts, which a
+            handler may replace with a final state: the code does not run).
+    """
+    if not task.state_handlers:
+        return outcome
+    before = old if isinstance(old, TaskRunState) else TaskRunState(old)
+    new = TaskRunState(outcome.state, outcome.result, outcome.message)
+    after = task_changed(task, before, new)
+    if (after.state, after.result, after.message) == (
+        outcome.state,
+        outcome.result,
+        outcome.message,
+    ):
+        return outcome
+    starting = outcome.state is State.RUNNING
+    if not (after.state.is_final or after.state is (State.RUNNING if starting else State.RETRYING)):
+        message = f"a state handler of task {task.slug!r} chose {after.state.value}, "
+        message += "which the run cannot enter " + ("before its code" if starting else "at its end")
+        return Outcome(State.FAILED, message=message)
+    retry_in = outcome.retry_in if outcome.retry_in is not None else task.retry_delay or 0.0
+    return Outcome(
+        after.state,
+        after.result,
+        after.message,
+        retry_in=retry_in if after.state is State.RETRYING else None,
+    )
 
 
 def flow_state(reference: Mapping[str, State]) -> tuple[State, str]:

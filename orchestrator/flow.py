@@ -2,8 +2,8 @@
 joined by the edges of :mod:`orchestrator.edges` (re-exported here with the
 ``task.map()`` wrappers :class:`unmapped` and :class:`flatten`); cycles, unknown
 keys, upstream edges into a Parameter and tasks bound into another flow are refused
-when the edge is added. Pure: imports only the core (building, edges, errors, hooks,
-labels, local, structure, task); ``register()`` goes through
+when the edge is added. Pure: imports only the core (building, edges, errors, handlers,
+hooks, labels, local, structure, task); ``register()`` goes through
 :func:`orchestrator.hooks.installed`, never the client."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import orchestrator.hooks as hooks
 import orchestrator.structure as _structure
 from orchestrator.edges import Constant, Edge, flatten, unmapped, unwrap
 from orchestrator.errors import FlowValidationError
+from orchestrator.handlers import StateHandler, check_handlers
 from orchestrator.labels import check_label
 from orchestrator.local import run_flow
 from orchestrator.task import Parameter, Task
@@ -39,6 +40,8 @@ class Flow:
         labels: labels every run of this flow carries (for concurrency limits).
         reference_tasks: the tasks whose states decide the flow's state;
             by default the terminal tasks (those with no downstream).
+        state_handlers: functions called as ``handler(flow, old_state, new_state)``
+            on each transition of the flow's runs (see :mod:`orchestrator.handlers`).
     """
 
     def __init__(
@@ -47,12 +50,14 @@ class Flow:
         schedule: Schedule | None = None,
         labels: Iterable[str] | None = None,
         reference_tasks: Iterable[Task] | None = None,
+        state_handlers: Iterable[StateHandler] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowValidationError("a flow needs a non-empty name")
         self.name = name
         self.schedule = schedule
         self.labels = sorted({check_label(label) for label in labels or ()})
+        self.state_handlers = check_handlers(list(state_handlers or ()), f"flow {name!r}")
         self.tasks: dict[Task, None] = {}  # insertion-ordered set
         self.edges: list[Edge] = []
         self.constants: dict[Task, dict[str, Any]] = {}

@@ -3,8 +3,9 @@ through the same attempt sequence (:func:`orchestrator.engine.attempt`) and map
 fan-out (:func:`orchestrator.mapping.expand`) the workers use; a task's timeout
 stops its code (:func:`orchestrator.timeouts.limited`), retries sleep here between
 attempts, and a child flow run a task mirrors goes to ``on_wait`` (by default the
-installed services run it in process). Pure: imports only the core (context,
-engine, hooks, mapping, parameters, states, timeouts); the flow comes as an
+installed services run it in process); the task's and the flow's state handlers
+see every transition. Pure: imports only the core (context, engine, handlers, hooks,
+mapping, parameters, states, timeouts); the flow comes as an
 argument (its type only for type checking)."""
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orchestrator.hooks as hooks
-from orchestrator.context import RunContext
-from orchestrator.engine import Outcome, Upstream, WaitForFlowRun, attempt, flow_state
-from orchestrator.mapping import element_constants, element_upstream, expand, mapped_outcome
+from orchestrator.context import RunContext, entered
+from orchestrator.engine import Outcome, Upstream, WaitForFlowRun, attempt, flow_state, handled
+from orchestrator.handlers import flow_changed
+from orchestrator.mapping import (
+    element_constants,
+    element_upstream,
+    expand,
+    fanning,
+    mapped_outcome,
+)
 from orchestrator.parameters import resolve_parameters
 from orchestrator.states import FlowRunState, State, TaskRunState
 from orchestrator.timeouts import limited
@@ -68,7 +76,8 @@ def run_task(
             task, constants, upstream, this, call=limited(task.timeout), around=counted
         )
         if outcome.wait_for is not None:
-            outcome = on_wait(task, outcome.wait_for)
+            with entered(this):
+                outcome = handled(task, State.RUNNING, on_wait(task, outcome.wait_for))
     return TaskRunState(outcome.state, outcome.result, outcome.message, started)
 
 
@@ -124,15 +133,25 @@ class _LocalRun:
         """A mapped task: one child per element, then its own state from theirs."""
         modes = self.flow.constant_modes.get(task, {})
         elements = expand(task, constants, modes, upstream)
+        ctx = self.context(task, -1)
         if isinstance(elements, Outcome):
-            return TaskRunState(elements.state, elements.result, elements.message)
+            with entered(ctx):
+                stop = handled(task, State.PENDING, elements)
+            return TaskRunState(stop.state, stop.result, stop.message)
+        with entered(ctx):
+            mapping = handled(task, State.PENDING, fanning(len(elements)))
+        if mapping.state is not State.RUNNING:
+            return TaskRunState(mapping.state, mapping.result, mapping.message)
         runs: list[TaskRunState] = []
         for i, element in enumerate(elements):
             ups = element_upstream(upstream, element)
             consts = element_constants(constants, modes, element)
             runs.append(run_task(task, consts, ups, self.context(task, i), self.on_wait))
         self.children[task.slug or ""] = runs
-        outcome = mapped_outcome([(r.state, r.result) for r in runs])
+        with entered(ctx):
+            outcome = handled(
+                task, State.RUNNING, mapped_outcome([(r.state, r.result) for r in runs])
+            )
         return TaskRunState(outcome.state, outcome.result, outcome.message, 1, runs)
 
 
@@ -158,11 +177,19 @@ def run_flow(
     declarations = [p.declaration() for p in flow.parameters()]
     values = resolve_parameters(flow.name, declarations, parameters)
     local = _LocalRun(flow, values, flow_run_id, on_wait or _run_child)
+    ctx = RunContext(flow_run_id, flow.name, "", parameters=values, local=True)
+    with entered(ctx):
+        running = flow_changed(flow, FlowRunState(State.PENDING), FlowRunState(State.RUNNING))
+    if running.state is not State.RUNNING:  # a handler ended the run before its tasks
+        return running
     for task in flow.sorted_tasks():
         local.run(task)
     reference = {t.slug or "": local.states[t].state for t in flow.reference_tasks()}
     final, message = flow_state(reference)
-    return FlowRunState(final, message, local.states)
+    with entered(ctx):
+        done = flow_changed(flow, running, FlowRunState(final, message, local.states))
+    done.result = done.result or local.states
+    return done
 
 
 def _run_child(task: Task, wait_for: WaitForFlowRun) -> Outcome:

@@ -177,6 +177,11 @@ def element_upstream(upstream: Sequence[Upstream], element: Element) -> list[Ups
     return out
 
 
+def fanning(width: int) -> Outcome:
+    """The mapped task's own transition to Running when it fans out to ``width`` children."""
+    return Outcome(State.RUNNING, message=f"mapped over {width} elements")
+
+
 def mapped_outcome(children: Sequence[tuple[State, Any]]) -> Outcome:
     """A mapped task's own outcome from its children's states and results, in order."""
     states = [s for s, _ in children]

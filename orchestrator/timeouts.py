@@ -99,7 +99,9 @@ def _release(token: object) -> None:
     foreign = _foreign
     if foreign is None:
         return
-    signal.signal(signal.SIGALRM, foreign.handler if foreign.handler is not None else signal.SIG_DFL)
+    signal.signal(
+        signal.SIGALRM, foreign.handler if foreign.handler is not None else signal.SIG_DFL
+    )
     if foreign.deadline is not None:
         left = max(foreign.deadline - time.monotonic(), 1e-4)
         signal.setitimer(signal.ITIMER_REAL, left, foreign.interval)

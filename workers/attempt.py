@@ -57,8 +57,9 @@ def execute(
     Returns:
         The attempt's outcome, to record.
     """
-    if State(run.state) is State.CANCELLED:
-        return Outcome(State.CANCELLED, message="flow run cancelled")
+    if State(run.state).is_final:  # cancelled, or ended by a flow's state handler
+        message = "flow run cancelled" if State(run.state) is State.CANCELLED else None
+        return Outcome(State.CANCELLED, message=message or f"flow run ended {run.state}")
     b = current_backends()
     task = lf.task(slug)
     limited = bool(run.labels or run.parent_flow_run_id)

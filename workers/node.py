@@ -61,7 +61,7 @@ def node(
         return _held_elsewhere(self, flow_run_id, claim, slug, map_index, finalize)
     tr, run = claim.task_run, claim.flow_run
     lf = loaded(store, run.flow_id)
-    if slug in lf.mapped and map_index < 0 and State(run.state) is not State.CANCELLED:
+    if slug in lf.mapped and map_index < 0 and not State(run.state).is_final:
         outcome = fan_out(self, lf, run, slug, tr_id, owner, finalize)
     else:
         child = Element.from_wire(element, states) if map_index >= 0 else None
@@ -99,9 +99,8 @@ def _held_elsewhere(
     recorded state, the same bytes as the delivery that recorded it)."""
     tr = claim.task_run
     if tr.child_flow_run_id and not State(tr.state).is_final:
-        return splice_child(
-            self, flow_run_id, slug, map_index, tr.child_flow_run_id, None, finalize
-        )
+        lf = loaded(current_backends().store, claim.flow_run.flow_id)
+        return splice_child(self, flow_run_id, slug, map_index, tr.child_flow_run_id, lf, finalize)
     if not State(tr.state).is_final:
         raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
     if finalize:

@@ -70,13 +70,15 @@ def finalize_signature(lf: LoadedFlow, flow_run_id: str) -> Signature:
 
 
 def mirror_signature(
-    flow_run_id: str, slug: str, child_id: str, map_index: int, shadow: str
+    flow_run_id: str, slug: str, child_id: str, map_index: int, shadow: str, handlers: bool = False
 ) -> Signature:
     """The signature of ``mirror``: task run ``slug`` takes child run ``child_id``'s
-    final state; ``shadow`` is the name it shows (the waiting node's)."""
+    final state; ``shadow`` is the name it shows (the waiting node's); ``handlers``:
+    the waiting task has state handlers to call."""
     return app.signature(
         constants.MIRROR,
         args=(flow_run_id, slug, child_id, map_index),
+        kwargs={"handlers": True} if handlers else {},
         immutable=True,
         shadow=shadow,
         queue=SETTINGS.queue,
@@ -84,10 +86,12 @@ def mirror_signature(
 
 
 def collect_signature(lf: LoadedFlow, flow_run_id: str, slug: str, width: int) -> Signature:
-    """The signature of ``collect_map``, closing the chord of a mapped task's children."""
+    """The signature of ``collect_map``, closing the chord of a mapped task's children
+    (told when the task has state handlers to call)."""
     return app.signature(
         constants.COLLECT_MAP,
         args=(flow_run_id, slug, width),
+        kwargs={"handlers": True} if lf.task(slug).state_handlers else {},
         immutable=True,
         shadow=f"{lf.version.name}/{slug}/collect",
         queue=SETTINGS.queue,

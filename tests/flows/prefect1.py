@@ -187,6 +187,87 @@ with Flow("p1-map-children") as p1_map_children:
         parameters=unmapped({"word": "hello"}), upstream_tasks=[picky.map([0, 2, 3])]
     )
 
+# --- state handlers ---------------------------------------------------------------------------
+
+#: What the recording handler saw in process (``flow.run()``), line by line.
+LOCAL_TRANSITIONS: list[str] = []
+
+
+def transitions_key(flow_run_id: str) -> str:
+    """The Redis list of the transitions the recording handler saw in a flow run."""
+    return f"test:transitions:{flow_run_id}"
+
+
+def record(obj: Any, old: Any, new: Any) -> None:
+    """A state handler recording ``where: old > new`` (in Redis on workers)."""
+    ctx = current()
+    where = (ctx.task_slug if ctx else "") or obj.name
+    if ctx is not None and ctx.map_index >= 0:
+        where += f"[{ctx.map_index}]"
+    line = f"{where}: {old.state.value} > {new.state.value}"
+    if ctx is None or ctx.local or ctx.flow_run_id is None:
+        LOCAL_TRANSITIONS.append(line)
+        return
+    _redis().rpush(transitions_key(ctx.flow_run_id), line)
+
+
+def recover(obj: Any, old: Any, new: Any) -> Any:
+    """Turn a failure into a success with a fallback result."""
+    if new.is_failed():
+        return type(new)(State.SUCCESS, result="fallback", message="recovered")
+    return None
+
+
+def unreachable(obj: Any, old: Any, new: Any) -> None:
+    """A notification that cannot be sent once the task succeeded."""
+    if new.is_successful():
+        raise RuntimeError("webhook unreachable")
+
+
+@task(max_retries=1, retry_delay=0, state_handlers=[record])
+def flaky() -> int:
+    ctx = current()
+    if ctx is not None and ctx.attempt == 1:
+        raise ValueError("first attempt fails")
+    return 7
+
+
+@task(state_handlers=[recover, record])
+def recovered() -> None:
+    raise ValueError("the source is down")
+
+
+@task(state_handlers=[record])
+def inc_recorded(x: int) -> int:
+    return x + 1
+
+
+@task(state_handlers=[record, unreachable])
+def notified() -> int:
+    return 1
+
+
+with Flow("p1-handlers", state_handlers=[record]) as p1_handlers:
+    flaky()
+    recovered()
+    inc_recorded.map([1, 2])
+    notified()
+
+with Flow("p1-two-step") as p1_two_step:
+    echo(echo("two"))
+
+with Flow("p1-handled-parent") as p1_handled_parent:
+    StartFlowRun(
+        flow_name="p1-greeter",
+        project_name=PROJECT,
+        wait=True,
+        parameters={"word": "hi"},
+        state_handlers=[record],
+    )()
+    StartFlowRun(
+        flow_name="p1-two-step", project_name=PROJECT, wait=True, state_handlers=[record]
+    )()
+
 #: Flows run both in process and on workers, compared.
 COMPARED = [
     p1_triggers,
@@ -196,4 +277,12 @@ COMPARED = [
     p1_map_ordering,
     p1_flatten_failed,
 ]
-ALL = [*COMPARED, p1_timeout, p1_greeter, p1_map_children]
+ALL = [
+    *COMPARED,
+    p1_timeout,
+    p1_greeter,
+    p1_map_children,
+    p1_handlers,
+    p1_two_step,
+    p1_handled_parent,
+]

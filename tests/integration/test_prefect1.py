@@ -126,3 +126,65 @@ def test_start_flow_run_map_over_a_mapped_ordering_upstream(registered: Fleet) -
     results = info.task_run("flow_p1_greeter").result
     assert [r and r["task_results"]["echo"] for r in results] == ["hello", None, "hello"]
     assert info.task_run("flow_p1_greeter", 1).child_flow_run_id is None
+
+
+def _by_place(lines: list[str]) -> dict[str, list[str]]:
+    """Transitions ``where: old > new`` grouped by where, in the order seen there."""
+    out: dict[str, list[str]] = {}
+    for line in lines:
+        where, _, change = line.partition(": ")
+        out.setdefault(where, []).append(change)
+    return out
+
+
+def _transitions(fleet: Fleet, flow_run_id: str) -> dict[str, list[str]]:
+    raw = backends(fleet.settings).redis.lrange(prefect1.transitions_key(flow_run_id), 0, -1)
+    return _by_place([x.decode() for x in raw])
+
+
+HANDLED = {
+    "flaky": ["Pending > Running", "Running > Retrying", "Retrying > Running", "Running > Success"],
+    "recovered": ["Pending > Running", "Running > Success"],
+    "inc_recorded": ["Pending > Running", "Running > Success"],
+    "inc_recorded[0]": ["Pending > Running", "Running > Success"],
+    "inc_recorded[1]": ["Pending > Running", "Running > Success"],
+    "notified": ["Pending > Running", "Running > Success"],
+}
+
+
+def test_state_handlers_see_every_transition_on_workers_as_in_process(registered: Fleet) -> None:
+    # Given a flow whose tasks and flow have a recording handler: a retried task, one
+    # whose handler recovers its failure, a mapped one, one whose notifier raises
+    prefect1.LOCAL_TRANSITIONS.clear()
+    local = prefect1.p1_handlers.run()
+    info = run_and_wait(registered, "p1-handlers", prefect1.PROJECT)
+
+    # Then every task run's transitions were seen in order, on workers as in process
+    # (the flow run starts from Submitted on workers, from Pending in process)
+    seen_local = _by_place(prefect1.LOCAL_TRANSITIONS)
+    seen = _transitions(registered, info.id)
+    assert seen_local == {**HANDLED, "p1-handlers": ["Pending > Running", "Running > Failed"]}
+    assert seen == {**HANDLED, "p1-handlers": ["Submitted > Running", "Running > Failed"]}
+
+    # and what the handlers returned is what was recorded
+    for st, tr in [(local.by_slug()["recovered"], info.task_run("recovered"))]:
+        assert (st.state, st.result, st.message) == (S, "fallback", "recovered")
+        assert (tr.state, tr.result, tr.message) == (S, "fallback", "recovered")
+    message = (
+        "state handler unreachable of task 'notified' raised RuntimeError: webhook unreachable"
+    )
+    assert local.by_slug()["notified"].message == info.task_run("notified").message == message
+    assert local.state is info.state is F
+
+
+def test_state_handlers_of_a_waiting_start_flow_run_see_the_child_s_end(registered: Fleet) -> None:
+    # Given StartFlowRun(wait=True) tasks with a recording handler: a one-task child
+    # (run inside the waiting task) and a two-task child (spliced in, then mirrored)
+    info = run_and_wait(registered, "p1-handled-parent", prefect1.PROJECT, timeout=120)
+
+    # Then each waiting task's handler saw it start and take its child's state
+    assert info.state is S, info.message
+    assert _transitions(registered, info.id) == {
+        "flow_p1_greeter": ["Pending > Running", "Running > Success"],
+        "flow_p1_two_step": ["Pending > Running", "Running > Success"],
+    }
