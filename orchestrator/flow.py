@@ -138,6 +138,9 @@ class Flow:
         task._flow = self
         self._slugs[slug] = task
         self.tasks[task] = None
+        block = building.active_case()
+        if block is not None and not isinstance(task, Parameter | Constant):
+            block.add_task(task, self)  # a new task inside `with case(...)` joins the branch
         return task
 
     def _free_slug(self, slug: str) -> str:

@@ -13,7 +13,19 @@ from typing import Any
 
 import redis
 
-from orchestrator import SKIP, Flow, Parameter, State, flatten, task, unmapped
+from orchestrator import (
+    SKIP,
+    Flow,
+    Parameter,
+    State,
+    case,
+    flatten,
+    ifelse,
+    merge,
+    switch,
+    task,
+    unmapped,
+)
 from orchestrator import triggers as T
 from orchestrator.context import current
 from orchestrator.tasks import StartFlowRun
@@ -268,6 +280,48 @@ with Flow("p1-handled-parent") as p1_handled_parent:
         flow_name="p1-two-step", project_name=PROJECT, wait=True, state_handlers=[record]
     )()
 
+# --- control flow -----------------------------------------------------------------------------
+
+
+@task
+def pick(x: Any) -> Any:
+    return x
+
+
+@task
+def shout(x: str) -> str:
+    return x.upper()
+
+
+with Flow("p1-branches") as p1_branches:
+    a_side, b_side = (
+        shout("a", task_args={"name": "a_side"}),
+        shout("b", task_args={"name": "b_side"}),
+    )
+    switch(pick("b"), {"a": a_side, "b": b_side})
+    shout(a_side, task_args={"name": "after_a"})
+    yes, no = pick("yes", task_args={"name": "yes"}), pick("no", task_args={"name": "no"})
+    ifelse(pick(0, task_args={"name": "falsy"}), yes, no)
+    merge(yes, no)
+    colour = pick("red", task_args={"name": "colour"})
+    with case(colour, "red"):
+        with case(pick("big", task_args={"name": "size"}), "small"):
+            shout("tiny", task_args={"name": "small_red"})
+        shout("red", task_args={"name": "red"})
+    with case(colour, "blue"):
+        shout("blue", task_args={"name": "blue"})
+
+with Flow("p1-branch-children") as p1_branch_children:
+    chosen = pick("a", task_args={"name": "chosen"})
+    with case(chosen, "a"):
+        StartFlowRun(
+            flow_name="p1-greeter", project_name=PROJECT, wait=True, parameters={"word": "a"}
+        )(task_args={"name": "child_a"})
+    with case(chosen, "b"):
+        StartFlowRun(
+            flow_name="p1-greeter", project_name=PROJECT, wait=True, parameters={"word": "b"}
+        )(task_args={"name": "child_b"})
+
 #: Flows run both in process and on workers, compared.
 COMPARED = [
     p1_triggers,
@@ -276,8 +330,10 @@ COMPARED = [
     p1_map_skip_reduce,
     p1_map_ordering,
     p1_flatten_failed,
+    p1_branches,
 ]
 ALL = [
+    p1_branch_children,
     *COMPARED,
     p1_timeout,
     p1_greeter,

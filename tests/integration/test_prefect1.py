@@ -12,10 +12,12 @@ import pytest
 from orchestrator import Flow, State
 from orchestrator.backends import backends
 from orchestrator.infos import FlowRunInfo
+from orchestrator.loader import flows_in
 from orchestrator.states import FlowRunState
-from tests.conftest import Fleet
+from tests.conftest import ROOT, Fleet
 from tests.flows import prefect1
 from tests.integration.helpers import run_and_wait
+from tests.webhook import Webhook
 
 S, F, SK, TF = State.SUCCESS, State.FAILED, State.SKIPPED, State.TRIGGER_FAILED
 
@@ -48,6 +50,21 @@ EXPECTED: dict[str, tuple[State, dict[str, tuple[State, Any]], dict[str, list[St
             "all_unmapped": (S, 3),
         },
         {"after_gate": [S, TF, S], "over_constant": [S] * 4, "unmapped_order": [S] * 3},
+    ),
+    "p1-branches": (
+        S,
+        {
+            "a_side": (SK, None),
+            "b_side": (S, "B"),
+            "after_a": (SK, None),
+            "yes": (SK, None),
+            "no": (S, "no"),
+            "Merge": (S, "no"),
+            "red": (S, "RED"),
+            "small_red": (SK, None),
+            "blue": (SK, None),
+        },
+        {},
     ),
     "p1-flatten-failed": (
         F,
@@ -188,3 +205,38 @@ def test_state_handlers_of_a_waiting_start_flow_run_see_the_child_s_end(register
         "flow_p1_greeter": ["Pending > Running", "Running > Success"],
         "flow_p1_two_step": ["Pending > Running", "Running > Success"],
     }
+
+
+def test_a_child_flow_in_a_branch_not_taken_is_never_created(registered: Fleet) -> None:
+    # Given two StartFlowRun tasks, each in a case block; the condition takes "a"
+    info = run_and_wait(registered, "p1-branch-children", prefect1.PROJECT, timeout=120)
+
+    # Then the child of branch a ran and was mirrored; branch b is Skipped, no child
+    assert info.state is S, info.message
+    assert info.task_run("child_a").result["task_results"]["echo"] == "a"
+    assert info.task_run("child_b").state is SK
+    assert info.task_run("child_b").child_flow_run_id is None
+    assert len(info.children) == 1
+
+
+def test_the_example_posts_its_failure_to_the_webhook_from_a_worker(
+    fresh_fleet: Fleet, webhook: Webhook, project: str
+) -> None:
+    # Given the example with a branch and a failure notification, on a worker whose
+    # NOTIFY_WEBHOOK_URL points at a local server
+    fresh_fleet.env["NOTIFY_WEBHOOK_URL"] = webhook.url
+    fresh_fleet.start_worker(concurrency=1)
+    for flow in flows_in(str(ROOT / "examples" / "branch_and_notify.py")):
+        fresh_fleet.client.register(flow, project)
+
+    # When a small batch with a bad order takes the branch that fails
+    info = run_and_wait(fresh_fleet, "process-orders", project, parameters={"orders": [5, -1]})
+
+    # Then the other branch was skipped, and the task's and the flow's handlers
+    # posted their failure, naming the run
+    assert info.state is F
+    assert info.task_run("process_in_batches").state is SK
+    assert [p["text"] for p in webhook.posted] == [
+        f"process_at_once failed: ValueError: order -1 is negative (flow run {info.id})",
+        f"process-orders failed: some reference tasks failed: report (flow run {info.id})",
+    ]

@@ -6,6 +6,7 @@ failing the run. The worker side is in tests/integration/test_prefect1.py."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,10 @@ from orchestrator import (
     task,
 )
 from orchestrator.context import current
+from orchestrator.loader import flows_in
+from tests.webhook import Webhook
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Recorder:
@@ -256,3 +261,29 @@ def test_handlers_change_a_flow_s_structure_only_when_set() -> None:
     with Flow("plain", state_handlers=[Recorder()]) as handled:
         one.copy(state_handlers=[Recorder()])()
     assert handled.structural_hash() != plain.structural_hash()
+
+
+# --- the example: a branch and a failure notification ---------------------------------------
+
+
+def test_the_example_posts_to_the_webhook_when_its_branch_fails(
+    webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the example flow, with its webhook pointed at a local server
+    monkeypatch.setenv("NOTIFY_WEBHOOK_URL", webhook.url)
+    [flow] = flows_in(str(ROOT / "examples" / "branch_and_notify.py"))
+
+    # When a small batch with a bad order takes the "at once" branch, which fails
+    failed = flow.run(parameters={"orders": [5, -1]})
+    # and a large batch takes the other branch
+    fine = flow.run(parameters={"orders": [1, 2, 3, 4]})
+
+    # Then the failed run posted for the task and for the flow run, the other nothing
+    assert failed.state is State.FAILED
+    assert fine.state is State.SUCCESS
+    assert fine.by_slug()["report"].result == "4 orders processed in batches"
+    assert fine.by_slug()["process_at_once"].state is State.SKIPPED
+    assert [p["text"] for p in webhook.posted] == [
+        "process_at_once failed: ValueError: order -1 is negative (flow run None)",
+        "process-orders failed: some reference tasks failed: report (flow run None)",
+    ]
