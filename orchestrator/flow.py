@@ -9,7 +9,7 @@ hooks, labels, local, structure, task); ``register()`` goes through
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ class Flow:
             by default the terminal tasks (those with no downstream).
         state_handlers: functions called as ``handler(flow, old_state, new_state)``
             on each transition of the flow's runs (see :mod:`orchestrator.handlers`).
+        on_failure: ``fn(flow, state)``, called when a run of the flow fails.
     """
 
     def __init__(
@@ -51,13 +52,16 @@ class Flow:
         labels: Iterable[str] | None = None,
         reference_tasks: Iterable[Task] | None = None,
         state_handlers: Iterable[StateHandler] | None = None,
+        on_failure: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowValidationError("a flow needs a non-empty name")
         self.name = name
         self.schedule = schedule
         self.labels = sorted({check_label(label) for label in labels or ()})
-        self.state_handlers = check_handlers(list(state_handlers or ()), f"flow {name!r}")
+        self.state_handlers = check_handlers(
+            list(state_handlers or ()), f"flow {name!r}", on_failure
+        )
         self.tasks: dict[Task, None] = {}  # insertion-ordered set
         self.edges: list[Edge] = []
         self.constants: dict[Task, dict[str, Any]] = {}

@@ -29,9 +29,32 @@ StateHandler = Callable[[Any, Any, Any], Any]
 R = TypeVar("R", TaskRunState, FlowRunState)
 
 
-def check_handlers(handlers: Sequence[StateHandler] | None, owner: str) -> list[StateHandler]:
-    """The handlers of a task or flow, checked when it is built."""
+class OnFailure:
+    """The state handler ``on_failure=fn`` adds: ``fn(obj, new_state)`` each time the
+    run enters a failed state (Failed, TimedOut, TriggerFailed), as in Prefect 1."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any]) -> None:
+        self.fn = fn
+        self.__qualname__ = f"on_failure={getattr(fn, '__qualname__', type(fn).__qualname__)}"
+        self.__module__ = getattr(fn, "__module__", __name__)
+
+    def __call__(self, obj: Any, old: Any, new: Any) -> None:
+        if new.is_failed():
+            self.fn(obj, new)
+
+
+def check_handlers(
+    handlers: Sequence[StateHandler] | None,
+    owner: str,
+    on_failure: Callable[[Any, Any], Any] | None = None,
+) -> list[StateHandler]:
+    """The handlers of a task or flow, checked when it is built (``on_failure``
+    last, as an :class:`OnFailure` handler)."""
     out = list(handlers or ())
+    if on_failure is not None:
+        if not callable(on_failure):
+            raise FlowValidationError(f"{owner}: on_failure must be callable")
+        out.append(OnFailure(on_failure))
     for h in out:
         if not callable(h):
             raise FlowValidationError(

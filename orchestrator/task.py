@@ -52,6 +52,7 @@ class Task:
         tags: free-form tags.
         state_handlers: functions called as ``handler(task, old_state, new_state)``
             on each of the task run's transitions (see :mod:`orchestrator.handlers`).
+        on_failure: ``fn(task, state)``, called when the task run fails.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class Task:
         skip_on_upstream_skip: bool = True,
         tags: Iterable[str] | None = None,
         state_handlers: Iterable[StateHandler] | None = None,
+        on_failure: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         self.name: str = name or type(self).__name__
         self.slug: str | None = slug
@@ -78,7 +80,9 @@ class Task:
         self.trigger: _triggers.Trigger = trigger or _triggers.all_successful
         self.skip_on_upstream_skip = skip_on_upstream_skip
         self.tags = set(tags or ())
-        self.state_handlers = check_handlers(list(state_handlers or ()), f"task {self.name!r}")
+        self.state_handlers = check_handlers(
+            list(state_handlers or ()), f"task {self.name!r}", on_failure
+        )
         self._flow: Flow | None = None
 
     def __repr__(self) -> str:
@@ -283,6 +287,7 @@ def task(
     skip_on_upstream_skip: bool = True,
     tags: Iterable[str] | None = None,
     state_handlers: Iterable[StateHandler] | None = None,
+    on_failure: Callable[[Any, Any], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionTask]: ...
 
 

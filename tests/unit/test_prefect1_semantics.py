@@ -326,6 +326,19 @@ def test_a_reduce_task_trigger_counts_the_children_of_a_mapped_upstream() -> Non
     assert "picky=[1 Success, 1 Failed]" in (state.by_slug()["all_broke"].message or "")
 
 
+def test_a_map_over_a_map_that_was_skipped_whole_is_skipped_too() -> None:
+    @task
+    def nothing() -> list[int]:
+        raise SKIP("no input today")
+
+    with Flow("map-of-skipped-map") as flow:
+        first = inc.map(nothing())
+        second = inc.map(first)
+    state = flow.run()
+    assert state.result[first].state is State.SKIPPED
+    assert state.result[second].state is State.SKIPPED
+
+
 # --- 5. an empty reference set means the terminal tasks --------------------------------------
 
 

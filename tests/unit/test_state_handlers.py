@@ -244,6 +244,25 @@ def test_a_handler_choosing_a_state_the_run_cannot_enter_fails_it() -> None:
     )
 
 
+def test_on_failure_is_called_once_when_the_task_or_the_flow_run_fails() -> None:
+    calls: list[tuple[str, State, str | None]] = []
+
+    def on_failure(obj: Any, state: Any) -> None:
+        calls.append((obj.name, state.state, state.message))
+
+    @task(max_retries=1, on_failure=on_failure)
+    def boom() -> None:
+        raise ValueError("down")
+
+    with Flow("failing", on_failure=on_failure) as flow:
+        boom()
+    flow.run()
+    assert calls == [
+        ("boom", State.FAILED, "ValueError: down"),
+        ("failing", State.FAILED, "some reference tasks failed: boom"),
+    ]
+
+
 def test_a_state_handler_must_be_callable() -> None:
     with pytest.raises(FlowValidationError, match="a state handler must be callable"):
         task(lambda: 1, state_handlers=["not a function"])  # type: ignore[list-item]
