@@ -80,8 +80,9 @@ def end_early(run: AnyRun, entered: State, ended: FlowRunState) -> None:
     """A flow's handler ended a run as it entered ``entered`` (Running or Queued),
     before its tasks ran: record its end, cancel its task runs, give back its slots."""
     b = current_backends()
+    # its task runs first: whoever sees the run final sees them final too
+    b.store.task_runs.cancel_pending(run.id, f"flow run ended {ended.state.value} at its start")
     if b.set_flow_run_state(run.id, ended.state, ended.message, from_states=[entered]):
-        b.store.task_runs.cancel_pending(run.id, f"flow run ended {ended.state.value} at its start")
         release(run)
 
 

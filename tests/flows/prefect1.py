@@ -29,7 +29,7 @@ from orchestrator import (
 from orchestrator import triggers as T
 from orchestrator.context import current
 from orchestrator.tasks import StartFlowRun
-from tests.flows.common import _redis
+from tests.flows.common import _redis, finished
 
 PROJECT = "prefect1"
 
@@ -265,6 +265,36 @@ with Flow("p1-handlers", state_handlers=[record]) as p1_handlers:
     inc_recorded.map([1, 2])
     notified()
 
+
+def refuse_start(obj: Any, old: Any, new: Any) -> None:
+    """A flow handler that cannot let a run start."""
+    if new.is_running():
+        raise RuntimeError("no config for today")
+
+
+@task(state_handlers=[record])
+def boom_recorded() -> None:
+    raise ValueError("the source is down")
+
+
+@task
+def counted() -> int:
+    finished()
+    return 1
+
+
+with Flow("p1-one-handled", state_handlers=[record]) as p1_one_handled:
+    boom_recorded()
+
+with Flow("p1-refused", state_handlers=[refuse_start]) as p1_refused:
+    counted.copy()(upstream_tasks=[counted()])
+
+with Flow("p1-refused-one", state_handlers=[refuse_start]) as p1_refused_one:
+    counted()
+
+with Flow("p1-queued", state_handlers=[record]) as p1_queued:
+    one()
+
 with Flow("p1-two-step") as p1_two_step:
     echo(echo("two"))
 
@@ -339,6 +369,10 @@ ALL = [
     p1_greeter,
     p1_map_children,
     p1_handlers,
+    p1_one_handled,
+    p1_refused,
+    p1_refused_one,
+    p1_queued,
     p1_two_step,
     p1_handled_parent,
 ]

@@ -5,6 +5,8 @@ ordering upstream starts no child for a failed element."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from orchestrator.loader import flows_in
 from orchestrator.states import FlowRunState
 from tests.conftest import ROOT, Fleet
 from tests.flows import prefect1
-from tests.integration.helpers import run_and_wait
+from tests.integration.helpers import finished_counts, run_and_wait
 from tests.webhook import Webhook
 
 S, F, SK, TF = State.SUCCESS, State.FAILED, State.SKIPPED, State.TRIGGER_FAILED
@@ -192,6 +194,56 @@ def test_state_handlers_see_every_transition_on_workers_as_in_process(registered
     )
     assert local.by_slug()["notified"].message == info.task_run("notified").message == message
     assert local.state is info.state is F
+
+
+def test_flow_handlers_of_a_one_task_flow_run_inline_see_its_start_and_end(
+    registered: Fleet,
+) -> None:
+    info = run_and_wait(registered, "p1-one-handled", prefect1.PROJECT)
+    assert info.state is F
+    assert _transitions(registered, info.id) == {
+        "p1-one-handled": ["Submitted > Running", "Running > Failed"],
+        "boom_recorded": ["Pending > Running", "Running > Failed"],
+    }
+
+
+@pytest.mark.parametrize("flow", ["p1-refused", "p1-refused-one"])
+def test_a_flow_handler_raising_at_the_start_fails_the_run_before_any_task(
+    registered: Fleet, flow: str
+) -> None:
+    # Given a flow (of two tasks, and of one run inline) whose handler raises on Running
+    info = run_and_wait(registered, flow, prefect1.PROJECT)
+
+    # Then the run failed naming the handler, its task runs were cancelled, no code ran
+    assert info.state is F
+    assert info.message == (
+        f"state handler refuse_start of flow {flow!r} raised RuntimeError: no config for today"
+    )
+    assert {t.state for t in info.task_runs} == {State.CANCELLED}
+    assert finished_counts(registered, info.id) == {}
+
+
+def test_flow_handlers_see_a_run_wait_in_queued_for_a_slot(registered: Fleet) -> None:
+    # Given a label limited to 0: a run of a flow with a recording handler waits Queued
+    label = f"p1-held-{uuid.uuid4().hex[:6]}"
+    registered.client.set_concurrency_limit(label, 0)
+    run_id = registered.client.create_flow_run("p1-queued", prefect1.PROJECT, labels=[label])
+    deadline = time.monotonic() + 60
+    while not _transitions(registered, run_id):
+        assert time.monotonic() < deadline, registered.describe(run_id)
+        time.sleep(0.05)
+
+    # When the limit is raised
+    registered.client.set_concurrency_limit(label, 1)
+    info = registered.client.wait_for_flow_run(run_id, timeout=60)
+
+    # Then the handler saw it wait, start from Queued and end
+    assert info.state is S
+    assert _transitions(registered, run_id)["p1-queued"] == [
+        "Submitted > Queued",
+        "Queued > Running",
+        "Running > Success",
+    ]
 
 
 def test_state_handlers_of_a_waiting_start_flow_run_see_the_child_s_end(registered: Fleet) -> None:
