@@ -17,9 +17,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 import orchestrator.logcapture as logcapture
 from orchestrator.backends import Backends
-from orchestrator.context import RunContext
+from orchestrator.context import RunContext, entered
 from orchestrator.db.models import FlowRun, TaskRun
-from orchestrator.engine import Outcome, attempt
+from orchestrator.engine import Outcome, attempt, handled
 from orchestrator.mapping import Element, element_constants
 from orchestrator.states import State
 from workers.app import current_backends, current_slots
@@ -57,11 +57,13 @@ def execute(
     Returns:
         The attempt's outcome, to record.
     """
+    task = lf.task(slug)
     if State(run.state).is_final:  # cancelled, or ended by a flow's state handler
         message = "flow run cancelled" if State(run.state) is State.CANCELLED else None
-        return Outcome(State.CANCELLED, message=message or f"flow run ended {run.state}")
+        cancelled = Outcome(State.CANCELLED, message=message or f"flow run ended {run.state}")
+        with entered(RunContext(run.id, lf.version.name, slug, tr.id, map_index)):
+            return handled(task, State.PENDING, cancelled)
     b = current_backends()
-    task = lf.task(slug)
     limited = bool(run.labels or run.parent_flow_run_id)
     if limited and not slots_fresh:
         current_slots().renew(run.id)
