@@ -9,6 +9,9 @@ it."""
 from orchestrator.client import Client
 from orchestrator.config import VERSION
 
+# Control flow
+from orchestrator.control_flow import case, ifelse, merge, switch
+
 # Errors
 from orchestrator.errors import (
     BackendUnavailable,
@@ -77,7 +80,11 @@ __all__ = [
     "TaskRunInfo",
     "TaskRunNotFound",
     "TaskRunState",
+    "case",
     "flatten",
+    "ifelse",
+    "merge",
+    "switch",
     "task",
     "unmapped",
 ]

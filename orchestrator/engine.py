@@ -1,10 +1,11 @@
 """The task-run engine: the one attempt sequence :func:`attempt` (check upstream
-skips -> check the trigger -> gather inputs -> run the code -> decide on a retry),
-shared by ``flow.run()`` and the workers so the two paths cannot drift, with its
-steps, the :class:`Outcome` each step turns what happened into (the caller records
-it), :class:`WaitForFlowRun`, and the flow's state from its reference tasks (the
-map fan-out is in :mod:`orchestrator.mapping`). Pure: imports only the core
-(context, errors, requests, serialization, signals, states, task)."""
+skips -> check the trigger -> gather inputs -> run the code -> decide on a retry,
+each transition through the task's state handlers, :func:`handled`), shared by
+``flow.run()`` and the workers so the two paths cannot drift, with its steps, the
+:class:`Outcome` each step turns what happened into (the caller records it),
+:class:`WaitForFlowRun`, and the flow's state from its reference tasks (the map
+fan-out is in :mod:`orchestrator.mapping`). Pure: imports only the core (context,
+errors, handlers, requests, serialization, signals, states, task)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from typing import Any
 
 from orchestrator.context import RunContext, entered
 from orchestrator.errors import BackendUnavailable
+from orchestrator.handlers import task_changed
 from orchestrator.requests import NewFlowRun
 from orchestrator.serialization import to_json
 from orchestrator.signals import FAIL, SKIP
-from orchestrator.states import State
+from orchestrator.states import State, TaskRunState
 from orchestrator.task import Task
 
 
@@ -42,7 +44,14 @@ class WaitForFlowRun:
 
 @dataclass(frozen=True)
 class Upstream:
-    """The recorded state of one upstream task run, as an edge sees it."""
+    """The recorded state of one upstream task run, as an edge sees it.
+
+    Attributes:
+        children: the states of a mapped upstream's children, in order, when it
+            fanned out (None otherwise): an edge that takes the upstream whole sees
+            all of them, as in Prefect 1 (a reduce task after a map with one skipped
+            child is skipped).
+    """
 
     slug: str
     key: str | None
@@ -50,6 +59,13 @@ class Upstream:
     result: Any = None
     mapped: bool = False
     flatten: bool = False
+    children: tuple[State, ...] | None = None
+
+    @property
+    def states(self) -> tuple[State, ...]:
+        """What the downstream trigger sees of this edge: the children's states of a
+        mapped upstream, else its own."""
+        return self.children if self.children is not None else (self.state,)
 
 
 @dataclass
@@ -81,22 +97,37 @@ def check_upstream(task: Task, upstream: Sequence[Upstream]) -> Outcome | None:
     Returns:
         An outcome ending the run, or None when the task should run.
     """
-    states = [u.state for u in upstream]
     unfinished = [u.slug for u in upstream if not u.state.is_final]
     if unfinished:
         raise RuntimeError(f"task {task.slug!r} started before upstream {unfinished} finished")
-    if task.skip_on_upstream_skip and any(s is State.SKIPPED for s in states):
-        skipped = [u.slug for u in upstream if u.state is State.SKIPPED]
+    states = [s for u in upstream for s in u.states]
+    if task.skip_on_upstream_skip and State.SKIPPED in states:
+        skipped = [u.slug for u in upstream if State.SKIPPED in u.states]
         return Outcome(State.SKIPPED, message=f"upstream task skipped: {', '.join(skipped)}")
+    name = getattr(task.trigger, "__name__", "trigger")
     try:
         run = task.trigger(states)
     except SKIP as sig:
         return Outcome(State.SKIPPED, message=str(sig) or "skipped by the trigger")
+    except FAIL as sig:
+        return Outcome(State.FAILED, message=str(sig) or f"failed by trigger {name}")
+    except Exception as exc:  # a broken trigger fails its task, not the run (Prefect 1)
+        message = f"trigger {name} raised {type(exc).__name__}: {exc}".splitlines()[0][:2000]
+        return Outcome(State.TRIGGER_FAILED, message=message)
     if not run:
-        name = getattr(task.trigger, "__name__", "trigger")
-        summary = ", ".join(f"{u.slug}={u.state.value}" for u in upstream)
+        summary = ", ".join(f"{u.slug}={_summary(u)}" for u in upstream)
         return Outcome(State.TRIGGER_FAILED, message=f"trigger {name} not met ({summary})")
     return None
+
+
+def _summary(u: Upstream) -> str:
+    """One upstream's state(s) in a trigger message: its own, or its children's counts."""
+    if u.children is None:
+        return u.state.value
+    counts: dict[str, int] = {}
+    for s in u.children:
+        counts[s.value] = counts.get(s.value, 0) + 1
+    return "[" + ", ".join(f"{n} {v}" for v, n in counts.items()) + "]"
 
 
 def gather_inputs(constants: Mapping[str, Any], upstream: Sequence[Upstream]) -> dict[str, Any]:
@@ -191,12 +222,57 @@ def attempt(
         came to (Retrying with ``retry_in`` when a retry is due, Running with
         ``wait_for`` when the task mirrors a child flow run).
     """
+    previous = State.PENDING if ctx.attempt <= 1 else State.RETRYING
     stop = check_upstream(task, upstream)
     if stop is not None:
-        return stop
+        with entered(ctx):
+            return handled(task, previous, stop)
     inputs = gather_inputs(constants, upstream)
     with entered(ctx), around() if around is not None else contextlib.nullcontext():
-        return run_code(task, inputs, ctx.attempt, call=call, timeout_errors=timeout_errors)
+        if task.state_handlers:
+            running = handled(task, previous, Outcome(State.RUNNING))
+            if running.state is not State.RUNNING:
+                return running
+        outcome = run_code(task, inputs, ctx.attempt, call=call, timeout_errors=timeout_errors)
+        if outcome.wait_for is not None:
+            return outcome  # its end is the child's: handled when the task takes it
+        return handled(task, State.RUNNING, outcome)
+
+
+def handled(task: Task, old: State | TaskRunState, outcome: Outcome) -> Outcome:
+    """``outcome`` once the task's state handlers have seen the transition to it
+    (what they replaced it with; Failed, naming the handler, when one raised or
+    chose a state the run cannot enter here). Returns at once without handlers.
+
+    Args:
+        task: the task.
+        old: the state the task run leaves.
+        outcome: the state it enters (Running before the code starts, which a
+            handler may replace with a final state: the code does not run).
+    """
+    if not task.state_handlers:
+        return outcome
+    before = old if isinstance(old, TaskRunState) else TaskRunState(old)
+    new = TaskRunState(outcome.state, outcome.result, outcome.message)
+    after = task_changed(task, before, new)
+    if (after.state, after.result, after.message) == (
+        outcome.state,
+        outcome.result,
+        outcome.message,
+    ):
+        return outcome
+    starting = outcome.state is State.RUNNING
+    if not (after.state.is_final or after.state is (State.RUNNING if starting else State.RETRYING)):
+        message = f"a state handler of task {task.slug!r} chose {after.state.value}, "
+        message += "which the run cannot enter " + ("before its code" if starting else "at its end")
+        return Outcome(State.FAILED, message=message)
+    retry_in = outcome.retry_in if outcome.retry_in is not None else task.retry_delay or 0.0
+    return Outcome(
+        after.state,
+        after.result,
+        after.message,
+        retry_in=retry_in if after.state is State.RETRYING else None,
+    )
 
 
 def flow_state(reference: Mapping[str, State]) -> tuple[State, str]:

@@ -1,23 +1,24 @@
 """Flows: a DAG of tasks built inside ``with Flow(name) as flow:`` (:class:`Flow`),
-its edges (:class:`Edge`: data edges keyed by the downstream ``run()`` argument, or
-ordering edges) and the ``task.map()`` wrappers :class:`unmapped` and
-:class:`flatten`; cycles, unknown keys and tasks bound into another flow are refused
-when the edge is added. Pure: imports only the core (building, errors, hooks,
-labels, local, structure, task); ``register()`` goes through
+joined by the edges of :mod:`orchestrator.edges` (re-exported here with the
+``task.map()`` wrappers :class:`unmapped` and :class:`flatten`); cycles, unknown
+keys, upstream edges into a Parameter and tasks bound into another flow are refused
+when the edge is added. Pure: imports only the core (building, edges, errors, handlers,
+hooks, labels, local, structure, task); ``register()`` goes through
 :func:`orchestrator.hooks.installed`, never the client."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import Token
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orchestrator.building as building
 import orchestrator.hooks as hooks
 import orchestrator.structure as _structure
+from orchestrator.edges import Constant, Edge, flatten, unmapped, unwrap
 from orchestrator.errors import FlowValidationError
+from orchestrator.handlers import StateHandler, check_handlers
 from orchestrator.labels import check_label
 from orchestrator.local import run_flow
 from orchestrator.task import Parameter, Task
@@ -26,34 +27,7 @@ if TYPE_CHECKING:
     from orchestrator.schedules import Schedule
     from orchestrator.states import FlowRunState
 
-
-@dataclass(frozen=True)
-class Edge:
-    """``upstream`` runs before ``downstream``; with a ``key``, its result is that argument.
-
-    For a mapped ``downstream``, a ``mapped`` edge hands it one element of the
-    upstream's list per child run (``flatten``: of the concatenated list of lists).
-    """
-
-    upstream: Task
-    downstream: Task
-    key: str | None = None
-    mapped: bool = False
-    flatten: bool = False
-
-
-class unmapped:
-    """Wrap an argument of ``task.map(...)`` that is passed whole to every child."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-class flatten:
-    """Wrap an argument of ``task.map(...)`` that is a list of lists, to map over its items."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
+__all__ = ["Edge", "Flow", "flatten", "unmapped"]
 
 
 class Flow:
@@ -66,6 +40,9 @@ class Flow:
         labels: labels every run of this flow carries (for concurrency limits).
         reference_tasks: the tasks whose states decide the flow's state;
             by default the terminal tasks (those with no downstream).
+        state_handlers: functions called as ``handler(flow, old_state, new_state)``
+            on each transition of the flow's runs (see :mod:`orchestrator.handlers`).
+        on_failure: ``fn(flow, state)``, called when a run of the flow fails.
     """
 
     def __init__(
@@ -74,12 +51,17 @@ class Flow:
         schedule: Schedule | None = None,
         labels: Iterable[str] | None = None,
         reference_tasks: Iterable[Task] | None = None,
+        state_handlers: Iterable[StateHandler] | None = None,
+        on_failure: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise FlowValidationError("a flow needs a non-empty name")
         self.name = name
         self.schedule = schedule
         self.labels = sorted({check_label(label) for label in labels or ()})
+        self.state_handlers = check_handlers(
+            list(state_handlers or ()), f"flow {name!r}", on_failure
+        )
         self.tasks: dict[Task, None] = {}  # insertion-ordered set
         self.edges: list[Edge] = []
         self.constants: dict[Task, dict[str, Any]] = {}
@@ -160,6 +142,9 @@ class Flow:
         task._flow = self
         self._slugs[slug] = task
         self.tasks[task] = None
+        block = building.active_case()
+        if block is not None and not isinstance(task, Parameter | Constant):
+            block.add_task(task, self)  # a new task inside `with case(...)` joins the branch
         return task
 
     def _free_slug(self, slug: str) -> str:
@@ -177,10 +162,16 @@ class Flow:
         mapped: bool = False,
         flatten: bool = False,
     ) -> Edge:
-        """Add an edge; refuse cycles, unknown keys and a key bound twice."""
+        """Add an edge; refuse cycles, unknown keys, a key bound twice and any edge
+        into a Parameter. A ``mapped`` edge makes ``downstream`` a mapped task."""
         if not isinstance(upstream, Task):
             raise FlowValidationError(
                 f"task {downstream.name!r}: upstream must be a task, got {type(upstream).__name__}"
+            )
+        if isinstance(downstream, Parameter):
+            raise FlowValidationError(
+                f"parameter {downstream.name!r} cannot have upstream tasks (got "
+                f"{upstream.name!r}): parameters are root tasks, their value comes with the run"
             )
         if upstream is downstream:
             raise FlowValidationError(f"task {downstream.name!r} cannot depend on itself")
@@ -205,6 +196,8 @@ class Flow:
         edge = Edge(upstream, downstream, key, mapped, flatten)
         if edge not in self.edges:
             self.edges.append(edge)
+        if mapped:
+            self.mapped.add(downstream)
         return edge
 
     def set_dependencies(
@@ -217,25 +210,21 @@ class Flow:
     ) -> None:
         """Add ``task`` with its ordering edges, data edges and constants.
 
-        With ``mapped``, every argument not wrapped in :class:`unmapped` is mapped over.
+        With ``mapped``, every argument and upstream task not wrapped in
+        :class:`unmapped` is mapped over (a plain list among ``upstream_tasks``
+        becomes a :class:`~orchestrator.edges.Constant` task mapped over); a call
+        that maps over nothing binds the task unmapped, run once with whole values.
         """
         self.add_task(task)
-        if mapped:
-            self.mapped.add(task)
         for up in upstream_tasks or ():
-            self.add_edge(up, task)
+            value, mode = unwrap(task, up, mapped)
+            if mode != "whole" and not isinstance(value, Task):
+                value = Constant(value)
+            self.add_edge(value, task, mapped=mode != "whole", flatten=mode == "flatten")
         for down in downstream_tasks or ():
             self.add_edge(task, down)
-        for key, value in (keyword_tasks or {}).items():
-            mode = "mapped" if mapped else "whole"
-            if isinstance(value, unmapped):
-                value, mode = value.value, "whole"
-            elif isinstance(value, flatten):
-                value, mode = value.value, "flatten"
-            if mode != "whole" and not mapped:
-                raise FlowValidationError(
-                    f"task {task.name!r}: flatten() only applies to arguments of task.map()"
-                )
+        for key, arg in (keyword_tasks or {}).items():
+            value, mode = unwrap(task, arg, mapped)
             if isinstance(value, Task):
                 self.add_edge(
                     value, task, key=key, mapped=mode != "whole", flatten=mode == "flatten"
@@ -245,6 +234,7 @@ class Flow:
                 self.constants.setdefault(task, {})[key] = value
                 if mode != "whole":
                     self.constant_modes.setdefault(task, {})[key] = mode
+                    self.mapped.add(task)
 
     def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
         """Choose which tasks' states decide the flow's state."""
@@ -283,8 +273,9 @@ class Flow:
         return [t for t in self.tasks if t not in has_down]
 
     def reference_tasks(self) -> list[Task]:
-        """The tasks whose states decide the flow's state."""
-        return list(self._reference) if self._reference is not None else self.terminal_tasks()
+        """The tasks whose states decide the flow's state: the chosen ones, or (none
+        chosen, or an empty choice, as in Prefect 1) the terminal tasks."""
+        return list(self._reference) if self._reference else self.terminal_tasks()
 
     def sorted_tasks(self) -> list[Task]:
         """The tasks in a topological order, stable with respect to insertion order."""

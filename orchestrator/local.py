@@ -1,26 +1,35 @@
 """``flow.run()``: run a flow in this process with no broker (:func:`run_flow`),
 through the same attempt sequence (:func:`orchestrator.engine.attempt`) and map
-fan-out (:func:`orchestrator.mapping.expand`) the workers use; retries sleep here
-between attempts, and a child flow run a task mirrors goes to ``on_wait`` (by
-default the installed services run it in process). Pure: imports only the core
-(context, engine, hooks, mapping, parameters, states); the flow comes as an
+fan-out (:func:`orchestrator.mapping.expand`) the workers use; a task's timeout
+stops its code (:func:`orchestrator.timeouts.limited`), retries sleep here between
+attempts, and a child flow run a task mirrors goes to ``on_wait`` (by default the
+installed services run it in process); the task's and the flow's state handlers
+see every transition. Pure: imports only the core (context, engine, handlers, hooks,
+mapping, parameters, states, timeouts); the flow comes as an
 argument (its type only for type checking)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orchestrator.hooks as hooks
-from orchestrator.context import RunContext
-from orchestrator.engine import Outcome, TaskTimedOut, Upstream, WaitForFlowRun, attempt, flow_state
-from orchestrator.mapping import element_constants, element_upstream, expand, mapped_outcome
+from orchestrator.context import RunContext, entered
+from orchestrator.engine import Outcome, Upstream, WaitForFlowRun, attempt, flow_state, handled
+from orchestrator.handlers import flow_changed
+from orchestrator.mapping import (
+    element_constants,
+    element_upstream,
+    expand,
+    fanning,
+    mapped_outcome,
+)
 from orchestrator.parameters import resolve_parameters
 from orchestrator.states import FlowRunState, State, TaskRunState
+from orchestrator.timeouts import limited
 
 if TYPE_CHECKING:
     from orchestrator.flow import Flow
@@ -28,33 +37,6 @@ if TYPE_CHECKING:
 
 #: What runs a child flow run a task asked to mirror, and gives the task's outcome.
 OnWait = Callable[["Task", WaitForFlowRun], Outcome]
-
-
-def _with_timeout(seconds: float | None) -> Callable[[Callable[[], Any]], Any]:
-    """A ``call`` for :func:`~orchestrator.engine.attempt` that raises TaskTimedOut
-    when the code runs longer than ``seconds`` (the code runs in a daemon thread)."""
-
-    def call(fn: Callable[[], Any]) -> Any:
-        if seconds is None:
-            return fn()
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:
-                box["error"] = exc
-
-        thread = threading.Thread(target=target, daemon=True, name="orchestrator-task")
-        thread.start()
-        thread.join(seconds)
-        if thread.is_alive():
-            raise TaskTimedOut()
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
-
-    return call
 
 
 def run_task(
@@ -91,10 +73,11 @@ def run_task(
             time.sleep(outcome.retry_in)
         this = dataclasses.replace(ctx, attempt=started + 1)
         outcome = attempt(
-            task, constants, upstream, this, call=_with_timeout(task.timeout), around=counted
+            task, constants, upstream, this, call=limited(task.timeout), around=counted
         )
         if outcome.wait_for is not None:
-            outcome = on_wait(task, outcome.wait_for)
+            with entered(this):
+                outcome = handled(task, State.RUNNING, on_wait(task, outcome.wait_for))
     return TaskRunState(outcome.state, outcome.result, outcome.message, started)
 
 
@@ -109,7 +92,7 @@ class _LocalRun:
         self.flow_run_id = flow_run_id
         self.on_wait = on_wait
         self.states: dict[Task, TaskRunState] = {}
-        self.children: dict[str, list[TaskRunState]] = {}  # of mapped tasks, by slug
+        self.children: dict[str, list[TaskRunState]] = {}  # of mapped tasks that fanned out
 
     def context(self, task: Task, map_index: int) -> RunContext:
         """The run context of a task run's first attempt."""
@@ -123,18 +106,16 @@ class _LocalRun:
         )
 
     def upstream(self, task: Task) -> list[Upstream]:
-        """The recorded states of ``task``'s upstream task runs."""
-        return [
-            Upstream(
-                e.upstream.slug or "",
-                e.key,
-                self.states[e.upstream].state,
-                self.states[e.upstream].result,
-                e.mapped,
-                e.flatten,
-            )
-            for e in self.flow.upstream_edges(task)
-        ]
+        """The recorded states of ``task``'s upstream task runs (with a mapped
+        upstream's children's, when it fanned out)."""
+        out = []
+        for e in self.flow.upstream_edges(task):
+            slug = e.upstream.slug or ""
+            st = self.states[e.upstream]
+            kids = self.children.get(slug)
+            children = None if kids is None else tuple(k.state for k in kids)
+            out.append(Upstream(slug, e.key, st.state, st.result, e.mapped, e.flatten, children))
+        return out
 
     def run(self, task: Task) -> None:
         """Run ``task`` (all its children, when mapped) and record its state."""
@@ -151,23 +132,27 @@ class _LocalRun:
     ) -> TaskRunState:
         """A mapped task: one child per element, then its own state from theirs."""
         modes = self.flow.constant_modes.get(task, {})
-        elements = expand(task, constants, modes, upstream, self.children)
+        elements = expand(task, constants, modes, upstream)
+        ctx = self.context(task, -1)
         if isinstance(elements, Outcome):
-            self.children[task.slug or ""] = []
-            return TaskRunState(elements.state, elements.result, elements.message)
+            with entered(ctx):
+                stop = handled(task, State.PENDING, elements)
+            return TaskRunState(stop.state, stop.result, stop.message)
+        with entered(ctx):
+            mapping = handled(task, State.PENDING, fanning(len(elements)))
+        if mapping.state is not State.RUNNING:
+            return TaskRunState(mapping.state, mapping.result, mapping.message)
         runs: list[TaskRunState] = []
         for i, element in enumerate(elements):
-            element_states = {
-                u.slug: self.children[u.slug][i].state
-                for u in upstream
-                if u.mapped and u.slug in self.children and i < len(self.children[u.slug])
-            }
-            ups = element_upstream(upstream, element, element_states)
+            ups = element_upstream(upstream, element)
             consts = element_constants(constants, modes, element)
             runs.append(run_task(task, consts, ups, self.context(task, i), self.on_wait))
         self.children[task.slug or ""] = runs
-        outcome = mapped_outcome([(r.state, r.result) for r in runs])
-        return TaskRunState(outcome.state, outcome.result, outcome.message, 1)
+        with entered(ctx):
+            outcome = handled(
+                task, State.RUNNING, mapped_outcome([(r.state, r.result) for r in runs])
+            )
+        return TaskRunState(outcome.state, outcome.result, outcome.message, 1, runs)
 
 
 def run_flow(
@@ -192,11 +177,19 @@ def run_flow(
     declarations = [p.declaration() for p in flow.parameters()]
     values = resolve_parameters(flow.name, declarations, parameters)
     local = _LocalRun(flow, values, flow_run_id, on_wait or _run_child)
+    ctx = RunContext(flow_run_id, flow.name, "", parameters=values, local=True)
+    with entered(ctx):
+        running = flow_changed(flow, FlowRunState(State.PENDING), FlowRunState(State.RUNNING))
+    if running.state is not State.RUNNING:  # a handler ended the run before its tasks
+        return running
     for task in flow.sorted_tasks():
         local.run(task)
     reference = {t.slug or "": local.states[t].state for t in flow.reference_tasks()}
     final, message = flow_state(reference)
-    return FlowRunState(final, message, local.states)
+    with entered(ctx):
+        done = flow_changed(flow, running, FlowRunState(final, message, local.states))
+    done.result = done.result or local.states
+    return done
 
 
 def _run_child(task: Task, wait_for: WaitForFlowRun) -> Outcome:

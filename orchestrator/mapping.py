@@ -1,67 +1,118 @@
-"""The map fan-out, written once for ``flow.run()`` and the workers: the lists a
-mapped task maps over (:func:`mapped_lists`), one dict of mapped-argument values per
-child (:func:`expand`), what one child sees (:func:`element_constants`,
+"""The map fan-out, written once for ``flow.run()`` and the workers: what each mapped
+edge hands the children (:func:`mapped_items`), one :class:`Element` per child
+(:func:`expand`), what one child sees (:func:`element_constants`,
 :func:`element_upstream`), and the mapped task's own outcome from its children's
-(:func:`mapped_outcome`). Pure: imports only the core (engine, states, task)."""
+(:func:`mapped_outcome`). As in Prefect 1, a mapped edge from a mapped upstream
+gives each child the matching child's state (so a failed element trigger-fails
+only its own downstream element), and ``flatten()`` of a mapped upstream turns a
+failed or skipped child into one element in that state. Pure: imports only the
+core (engine, states, task)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.engine import Outcome, Upstream, check_upstream
 from orchestrator.states import State
 from orchestrator.task import Task
 
+#: One item a mapped edge hands a child: its value, and the state the child sees
+#: for that edge (None: the upstream's own state).
+Item = tuple[Any, State | None]
+
 
 class MapError(Exception):
     """Raised when a mapped argument is not a list (the message names task and argument)."""
 
 
-def _listed(task: Task, key: str, value: Any, flat: bool, origin: str) -> list[Any]:
-    """One mapped argument's list (flattened when asked), or MapError."""
+@dataclass(frozen=True)
+class Element:
+    """What one child of a mapped task is given.
+
+    Attributes:
+        values: the mapped arguments' values, by argument name.
+        states: the state the child sees for each mapped edge from a mapped
+            upstream (or a flattened one), by :func:`edge_id`.
+    """
+
+    values: dict[str, Any]
+    states: dict[str, State] = field(default_factory=dict)
+
+    def wire_states(self) -> dict[str, str] | None:
+        """The states as JSON (None when there are none), for a node's message."""
+        return {k: s.value for k, s in self.states.items()} or None
+
+    @classmethod
+    def from_wire(
+        cls, values: Mapping[str, Any] | None, states: Mapping[str, str] | None
+    ) -> Element:
+        """The element a node's message carries."""
+        return cls(dict(values or {}), {k: State(v) for k, v in (states or {}).items()})
+
+
+def edge_id(u: Upstream) -> str:
+    """A mapped edge's name among a task's edges: its argument, or ``@slug`` for an
+    ordering edge (no argument)."""
+    return u.key if u.key is not None else f"@{u.slug}"
+
+
+def _listed(task: Task, key: str, value: Any, origin: str) -> list[Any]:
     if not isinstance(value, list | tuple):
         raise MapError(
             f"task {task.slug!r} maps over argument {key!r}, but {origin} gave "
             f"{type(value).__name__}, not a list"
         )
-    if not flat:
-        return list(value)
-    items: list[Any] = []
-    for part in value:
-        if not isinstance(part, list | tuple):
-            raise MapError(
-                f"task {task.slug!r}: flatten({key}) needs a list of lists, found "
-                f"{type(part).__name__} in it"
-            )
-        items.extend(part)
+    return list(value)
+
+
+def _flat(values: Sequence[Any], states: Sequence[State | None]) -> list[Item]:
+    """``flatten()``: the items of each list in turn (an item that is not a list is
+    one element); an upstream child that did not succeed is one element in its state."""
+    items: list[Item] = []
+    for value, state in zip(values, states, strict=True):
+        if state is not None and state is not State.SUCCESS:
+            items.append((None, state))
+        elif isinstance(value, list | tuple):
+            items.extend((v, state) for v in value)
+        else:
+            items.append((value, state))
     return items
 
 
-def mapped_lists(
+def _edge_items(task: Task, u: Upstream) -> list[Item]:
+    """What one mapped edge hands the children, in order."""
+    key = u.key or f"upstream {u.slug!r}"
+    values = _listed(task, key, u.result, f"task {u.slug!r}")
+    states: list[State | None] = [None] * len(values)
+    if u.children is not None:  # a mapped upstream: child i's state goes with element i
+        states = list(u.children)
+        values = (values + [None] * len(states))[: len(states)]
+    if u.flatten:
+        return _flat(values, states)
+    return list(zip(values, states, strict=True))
+
+
+def mapped_items(
     task: Task, constants: Mapping[str, Any], modes: Mapping[str, str], upstream: Sequence[Upstream]
-) -> dict[str, list[Any]]:
-    """The lists a mapped task maps over, by argument name (flattened where asked).
+) -> dict[str, list[Item]]:
+    """What each mapped argument or edge hands the children, by :func:`edge_id`.
 
     Raises:
-        MapError: a mapped argument is not a list (of lists, for ``flatten``), or
-            the task has no mapped argument.
+        MapError: a mapped argument is not a list, or the task has no mapped argument.
     """
-    sources: list[tuple[str, Any, bool, str]] = [
-        (key, constants[key], modes[key] == "flatten", "constant") for key in modes
-    ]
-    sources += [
-        (u.key, u.result, u.flatten, f"task {u.slug!r}") for u in upstream if u.mapped and u.key
-    ]
-    lists = {key: _listed(task, key, value, flat, origin) for key, value, flat, origin in sources}
-    if not lists:
+    items: dict[str, list[Item]] = {}
+    for key, mode in modes.items():
+        values = _listed(task, key, constants[key], "constant")
+        nones: list[State | None] = [None] * len(values)
+        items[key] = _flat(values, nones) if mode == "flatten" else [(v, None) for v in values]
+    for u in upstream:
+        if u.mapped:
+            items[edge_id(u)] = _edge_items(task, u)
+    if not items:
         raise MapError(f"task {task.slug!r} is mapped but has no mapped argument")
-    return lists
-
-
-def map_width(lists: Mapping[str, list[Any]]) -> int:
-    """How many children a mapped task has: the length of its shortest mapped list."""
-    return min((len(v) for v in lists.values()), default=0)
+    return items
 
 
 def expand(
@@ -69,56 +120,66 @@ def expand(
     constants: Mapping[str, Any],
     modes: Mapping[str, str],
     upstream: Sequence[Upstream],
-    mapped_tasks: Collection[str],
-) -> Outcome | list[dict[str, Any]]:
+) -> Outcome | list[Element]:
     """Fan a mapped task out over its elements, or say why it ends now.
 
     Args:
         task: the mapped task.
         constants: its constant arguments.
         modes: how each mapped constant is mapped (``"mapped"`` or ``"flatten"``).
-        upstream: its upstream task runs, as the mapped task itself sees them.
-        mapped_tasks: the slugs of the flow's mapped tasks (a mapped edge from one
-            of them is checked per child, not here).
+        upstream: its upstream task runs, as the mapped task itself sees them (a
+            mapped upstream that fanned out with its children's states).
 
     Returns:
         An outcome when the mapped task ends now (an upstream skip, its trigger, a
-        mapped argument that is not a list: Failed); else one dict of
-        mapped-argument values per child, in order (maybe empty: then
+        mapped argument that is not a list: Failed); else one :class:`Element` per
+        child, in order, as many as the shortest mapped list (maybe none: then
         ``mapped_outcome([])`` is the task's outcome).
     """
-    whole = [u for u in upstream if not (u.mapped and u.slug in mapped_tasks)]
+    # a mapped edge from a mapped upstream is checked per child, not for the whole map
+    whole = [u for u in upstream if not (u.mapped and u.children is not None)]
     stop = check_upstream(task, whole)
     if stop is not None:
         return stop
     try:
-        lists = mapped_lists(task, constants, modes, upstream)
+        items = mapped_items(task, constants, modes, upstream)
     except MapError as exc:
         return Outcome(State.FAILED, message=str(exc))
-    return [{k: v[i] for k, v in lists.items()} for i in range(map_width(lists))]
+    width = min(len(v) for v in items.values())
+    keyed = set(modes) | {u.key for u in upstream if u.mapped and u.key is not None}
+    elements = []
+    for i in range(width):
+        values = {k: v[i][0] for k, v in items.items() if k in keyed}
+        states = {k: s for k, v in items.items() if (s := v[i][1]) is not None}
+        elements.append(Element(values, states))
+    return elements
 
 
 def element_constants(
-    constants: Mapping[str, Any], modes: Mapping[str, str], element: Mapping[str, Any]
+    constants: Mapping[str, Any], modes: Mapping[str, str], element: Element
 ) -> dict[str, Any]:
     """The constants one child of a mapped task runs with: mapped ones take its element."""
-    return {k: element[k] if k in modes else v for k, v in constants.items()}
+    return {k: element.values[k] if k in modes else v for k, v in constants.items()}
 
 
-def element_upstream(
-    upstream: Sequence[Upstream],
-    element: Mapping[str, Any],
-    element_states: Mapping[str, State],
-) -> list[Upstream]:
-    """The upstream one child of a mapped task sees: mapped edges carry that child's
-    element, and the state of the matching child of a mapped upstream."""
+def element_upstream(upstream: Sequence[Upstream], element: Element) -> list[Upstream]:
+    """The upstream one child of a mapped task sees: a mapped edge carries that
+    child's value and the state that goes with it (the matching child's, for a
+    mapped upstream); an edge that takes its upstream whole is as the parent saw it."""
     out = []
     for u in upstream:
-        if u.mapped and u.key is not None:
-            out.append(Upstream(u.slug, u.key, element_states.get(u.slug, u.state), element[u.key]))
+        if u.mapped:
+            state = element.states.get(edge_id(u), u.state)
+            value = element.values.get(u.key) if u.key is not None else None
+            out.append(Upstream(u.slug, u.key, state, value))
         else:
             out.append(u)
     return out
+
+
+def fanning(width: int) -> Outcome:
+    """The mapped task's own transition to Running when it fans out to ``width`` children."""
+    return Outcome(State.RUNNING, message=f"mapped over {width} elements")
 
 
 def mapped_outcome(children: Sequence[tuple[State, Any]]) -> Outcome:

@@ -87,52 +87,76 @@ def states_before(new: State) -> frozenset[State]:
     return frozenset(old for old, nexts in TRANSITIONS.items() if new in nexts)
 
 
+class _Predicates:
+    """Prefect 1's state predicates, for what state handlers are given."""
+
+    state: State
+
+    def is_successful(self) -> bool:
+        """True for Success and Skipped (a skip counts as success, as in Prefect 1)."""
+        return self.state.is_successful
+
+    def is_failed(self) -> bool:
+        """True for Failed, TimedOut and TriggerFailed."""
+        return self.state.is_failed
+
+    def is_finished(self) -> bool:
+        """True for the final states."""
+        return self.state.is_final
+
+    def is_skipped(self) -> bool:
+        """True for Skipped."""
+        return self.state is State.SKIPPED
+
+    def is_running(self) -> bool:
+        """True for Running."""
+        return self.state is State.RUNNING
+
+    def is_pending(self) -> bool:
+        """True for the states before Running (Pending, Scheduled, Queued, Submitted)."""
+        return self.state in (State.PENDING, State.SCHEDULED, State.QUEUED, State.SUBMITTED)
+
+    def is_retrying(self) -> bool:
+        """True for Retrying."""
+        return self.state is State.RETRYING
+
+
 @dataclass
-class TaskRunState:
-    """The recorded outcome of one task run.
+class TaskRunState(_Predicates):
+    """The recorded outcome of one task run (or, given to a state handler, one of
+    the states it goes through).
 
     Attributes:
         state: the run's state.
         result: the task's return value (JSON-compatible) when it succeeded.
         message: a one-line explanation, for example the exception that failed it.
         attempts: how many times the task's code was started.
+        map_states: a mapped task's children, in order (Prefect 1's ``map_states``).
     """
 
     state: State
     result: Any = None
     message: str | None = None
     attempts: int = 0
-
-    def is_successful(self) -> bool:
-        """True when the task run succeeded or was skipped."""
-        return self.state.is_successful
-
-    def is_failed(self) -> bool:
-        """True when the task run failed, timed out or its trigger failed."""
-        return self.state.is_failed
+    map_states: list[TaskRunState] = field(default_factory=list)
 
 
 @dataclass
-class FlowRunState:
-    """The final state of a flow run, with the state of each of its tasks.
+class FlowRunState(_Predicates):
+    """The final state of a flow run, with the state of each of its tasks (or, given
+    to a flow's state handler, one of the states it goes through).
 
     Attributes:
         state: the flow run's state.
         message: a one-line explanation.
-        result: each task's :class:`TaskRunState`, keyed by the task object.
+        result: each task's :class:`TaskRunState`, keyed by the task object (in
+            ``flow.run()``; on workers a flow's state handlers get the reference
+            tasks' states at the end).
     """
 
     state: State
     message: str | None = None
     result: dict[Task, TaskRunState] = field(default_factory=dict)
-
-    def is_successful(self) -> bool:
-        """True when the flow run succeeded."""
-        return self.state.is_successful
-
-    def is_failed(self) -> bool:
-        """True when the flow run failed."""
-        return self.state.is_failed
 
     def by_slug(self) -> dict[str, TaskRunState]:
         """The task states keyed by task slug."""

@@ -3,8 +3,8 @@ subclass with a ``run()`` method), :func:`task` (a function wrapped as a
 :class:`FunctionTask`) and :class:`Parameter`. Calling a task inside ``with
 Flow(...)`` binds a copy of it into the active flow (:mod:`orchestrator.building`);
 its arguments become data edges (other tasks) or constants (plain values). Pure:
-imports only the core (building, context, errors, triggers); the flow type only for
-type checking."""
+imports only the core (building, context, errors, handlers, triggers); the flow type
+only for type checking."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import orchestrator.building as building
 import orchestrator.triggers as _triggers
 from orchestrator.context import current
 from orchestrator.errors import FlowValidationError
+from orchestrator.handlers import StateHandler, check_handlers
 
 if TYPE_CHECKING:
     from orchestrator.flow import Flow
@@ -49,6 +50,9 @@ class Task:
             (see :mod:`orchestrator.triggers`); ``all_successful`` by default.
         skip_on_upstream_skip: whether a skipped upstream skips this task.
         tags: free-form tags.
+        state_handlers: functions called as ``handler(task, old_state, new_state)``
+            on each of the task run's transitions (see :mod:`orchestrator.handlers`).
+        on_failure: ``fn(task, state)``, called when the task run fails.
     """
 
     def __init__(
@@ -61,6 +65,8 @@ class Task:
         trigger: _triggers.Trigger | None = None,
         skip_on_upstream_skip: bool = True,
         tags: Iterable[str] | None = None,
+        state_handlers: Iterable[StateHandler] | None = None,
+        on_failure: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         self.name: str = name or type(self).__name__
         self.slug: str | None = slug
@@ -74,6 +80,9 @@ class Task:
         self.trigger: _triggers.Trigger = trigger or _triggers.all_successful
         self.skip_on_upstream_skip = skip_on_upstream_skip
         self.tags = set(tags or ())
+        self.state_handlers = check_handlers(
+            list(state_handlers or ()), f"task {self.name!r}", on_failure
+        )
         self._flow: Flow | None = None
 
     def __repr__(self) -> str:
@@ -91,6 +100,7 @@ class Task:
         new._flow = None
         new.slug = None if "slug" not in overrides else overrides.pop("slug")
         new.tags = set(self.tags)
+        new.state_handlers = list(self.state_handlers)
         for attr, value in overrides.items():
             setattr(new, attr, value)
         return new
@@ -276,6 +286,8 @@ def task(
     trigger: _triggers.Trigger | None = None,
     skip_on_upstream_skip: bool = True,
     tags: Iterable[str] | None = None,
+    state_handlers: Iterable[StateHandler] | None = None,
+    on_failure: Callable[[Any, Any], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionTask]: ...
 
 
@@ -318,9 +330,10 @@ class Parameter(Task):
         return f"<Parameter: {self.name}>"
 
     def copy(self, **overrides: Any) -> Task:
-        """Parameters keep their slug (their name) when copied."""
+        """A parameter's slug is its name: a copy under a new name has that slug."""
+        slug = overrides.pop("slug", None)
         new = super().copy(**overrides)
-        new.slug = self.name
+        new.slug = slug or new.name
         return new
 
     def run(self) -> Any:

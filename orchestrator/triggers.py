@@ -56,6 +56,8 @@ def _counted(
 ) -> Callable[[Sequence[State]], bool]:
     def trigger(upstream: Sequence[State]) -> bool:
         n = len(upstream)
+        if not n:
+            return True  # every trigger passes a task without upstream tasks (Prefect 1)
         hits = sum(1 for s in upstream if predicate(s))
         low = at_least if at_least is not None else 0
         high = at_most if at_most is not None else n

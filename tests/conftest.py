@@ -20,6 +20,7 @@ from orchestrator.client import Client
 from orchestrator.config import Settings
 from orchestrator.db import Store
 from orchestrator.processes import WorkerProcess
+from tests.webhook import Webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_ENV = "ORCHESTRATOR_TEST_REDIS_URL"
@@ -247,3 +248,13 @@ def fresh_fleet(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[F
 def project() -> str:
     """A project name no other test uses."""
     return f"proj-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture()
+def webhook() -> Iterator[Webhook]:
+    """A local webhook server keeping what is posted to it."""
+    hook = Webhook()
+    try:
+        yield hook
+    finally:
+        hook.close()

@@ -12,16 +12,15 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 import orchestrator.logcapture as logcapture
 from orchestrator.backends import Backends
-from orchestrator.context import RunContext
+from orchestrator.context import RunContext, entered
 from orchestrator.db.models import FlowRun, TaskRun
-from orchestrator.engine import Outcome, attempt
-from orchestrator.mapping import element_constants
+from orchestrator.engine import Outcome, attempt, handled
+from orchestrator.mapping import Element, element_constants
 from orchestrator.states import State
 from workers.app import current_backends, current_slots
 from workers.flow_cache import LoadedFlow
@@ -37,7 +36,7 @@ def execute(
     tr: TaskRun,
     slug: str,
     map_index: int,
-    element: dict[str, Any] | None,
+    element: Element | None,
     owner: str,
     slots_fresh: bool = False,
 ) -> Outcome:
@@ -50,7 +49,7 @@ def execute(
         tr: the claimed task run.
         slug: its task.
         map_index: its index among a mapped task's children (-1: not one).
-        element: a mapped child's element of the mapped arguments.
+        element: a mapped child's element (its mapped values and their states).
         owner: the lease owner of the claim.
         slots_fresh: the run's slots were just taken (no need to renew them before
             the code starts).
@@ -58,16 +57,19 @@ def execute(
     Returns:
         The attempt's outcome, to record.
     """
-    if State(run.state) is State.CANCELLED:
-        return Outcome(State.CANCELLED, message="flow run cancelled")
-    b = current_backends()
     task = lf.task(slug)
+    if State(run.state).is_final:  # cancelled, or ended by a flow's state handler
+        message = "flow run cancelled" if State(run.state) is State.CANCELLED else None
+        cancelled = Outcome(State.CANCELLED, message=message or f"flow run ended {run.state}")
+        with entered(RunContext(run.id, lf.version.name, slug, tr.id, map_index)):
+            return handled(task, State.PENDING, cancelled)
+    b = current_backends()
     limited = bool(run.labels or run.parent_flow_run_id)
     if limited and not slots_fresh:
         current_slots().renew(run.id)
     upstream = read_upstream(b.store, lf, run.id, slug, map_index, element)
     constants = lf.flow.constants.get(task, {})
-    if element:
+    if element is not None:
         constants = element_constants(constants, lf.flow.constant_modes.get(task, {}), element)
     ctx = RunContext(
         flow_run_id=run.id,

@@ -5,6 +5,7 @@ closes with ``mirror`` (and ``finalize`` when the node ends its flow), or retrie
 while the child waits for a slot or runs elsewhere. Imports Celery, the pure core
 (constants, requests, states), :mod:`orchestrator.db` and :mod:`workers.app`,
 :mod:`workers.begin`, :mod:`workers.finalize`, :mod:`workers.flow_cache`,
+:mod:`workers.handling`,
 :mod:`workers.inline`, :mod:`workers.mirroring`, :mod:`workers.signatures`."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from workers.app import current_backends, current_slots
 from workers.begin import STARTABLE, AnyRun, arrival, begin, queue_for_slot
 from workers.finalize import finalize_run
 from workers.flow_cache import LoadedFlow, loaded
+from workers.handling import handled_task
 from workers.inline import Finished, HandedOver, NotMine, run_inline
 from workers.mirroring import Waiting
 from workers.signatures import build_canvas, finalize_signature, mirror_signature
@@ -61,9 +63,10 @@ def splice_child(
     Returns:
         The waiting task run's recorded state, when the child ended here.
     """
-    return _Splice(
-        task, Waiting(flow_run_id, slug, map_index), child_id, lf, finalize, link, new
-    ).run()
+    waiting = Waiting(flow_run_id, slug, map_index)
+    if lf is not None and (handler_task := handled_task(lf, slug)) is not None:
+        waiting = Waiting(flow_run_id, slug, map_index, handler_task, lf.version.name)
+    return _Splice(task, waiting, child_id, lf, finalize, link, new).run()
 
 
 class _Splice:
@@ -154,7 +157,7 @@ class _Splice:
         elif self.head is None and state in STARTABLE:
             # no slot for the child yet: it waits in Queued, and this node holds no
             # process; the parent is touched (alive: the sweeper leaves it be)
-            queue_for_slot(child, state)
+            queue_for_slot(child, state, loaded(self.store, child.flow_id))
             self.store.flow_runs.touch(self.waiting.flow_run_id)
             raise self.task.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
         return None
@@ -184,7 +187,11 @@ class _Splice:
         """What replaces this node: the head (if any), ``mirror``, maybe ``finalize``."""
         w = self.waiting
         shadow = self.task.request.shadow or f"{w.slug}/mirror"  # keeps flow/slug in Flower
-        tail = [mirror_signature(w.flow_run_id, w.slug, self.child_id, w.map_index, shadow)]
+        tail = [
+            mirror_signature(
+                w.flow_run_id, w.slug, self.child_id, w.map_index, shadow, w.task is not None
+            )
+        ]
         if self.finalize:
             lf = self.lf or loaded(self.store, self.store.flow_runs.get(w.flow_run_id).flow_id)
             tail.append(finalize_signature(lf, w.flow_run_id))

@@ -5,7 +5,8 @@ messages (:func:`run_inline`). What came of it is an :data:`InlineResult`:
 Imports Celery (signatures), redis-py's errors, the pure core (engine, errors, ids,
 requests, states), :mod:`orchestrator.db` and :mod:`workers.app`,
 :mod:`workers.attempt`, :mod:`workers.begin`, :mod:`workers.finalize`,
-:mod:`workers.flow_cache`, :mod:`workers.mirroring`, :mod:`workers.signatures`."""
+:mod:`workers.flow_cache`, :mod:`workers.handling`, :mod:`workers.mirroring`,
+:mod:`workers.signatures`."""
 
 from __future__ import annotations
 
@@ -17,17 +18,18 @@ import redis
 from celery.canvas import Signature
 
 from orchestrator.db import Claim, Link, Mirror
-from orchestrator.engine import Outcome, flow_state, mirror_outcome
+from orchestrator.engine import Outcome, flow_state
 from orchestrator.errors import BackendUnavailable
 from orchestrator.ids import task_run_id
 from orchestrator.requests import NewFlowRun
 from orchestrator.states import State
 from workers.app import SETTINGS, current_backends, lease_owner, recorded_state, worker_id
 from workers.attempt import execute
-from workers.begin import AnyRun, task_rows
+from workers.begin import AnyRun, started, task_rows
 from workers.finalize import finalize_run, release
 from workers.flow_cache import LoadedFlow
-from workers.mirroring import Waiting, mirror_child
+from workers.handling import flow_transition
+from workers.mirroring import Waiting, mirror_child, mirrored
 from workers.signatures import node_signature
 
 __all__ = ["Finished", "HandedOver", "InlineResult", "NotMine", "run_inline"]
@@ -129,6 +131,8 @@ def run_inline(
         claim = _begin(job, begin_from, link)
         if claim is None:
             return NotMine()
+        if not started(lf, run, begin_from):  # a flow's state handler ended it
+            return _ended(job, State(current_backends().store.flow_runs.get(run.id).state))
     try:
         if claim is None:
             claim = current_backends().store.task_runs.claim(
@@ -205,13 +209,14 @@ def _end_flow(job: _Inline, claim: Claim, outcome: Outcome) -> InlineResult:
     b = current_backends()
     run_id = job.run.id
     final, message = flow_state({job.slug: outcome.state})
+    ended = flow_transition(job.lf, run_id, job.params, State.RUNNING, final, message)
+    final, message = ended.state, ended.message or message
     mirror = None
     if job.waiting is not None:
-        results = {**job.params, job.slug: outcome.result}
-        m_state, m_message, m_result = mirror_outcome(run_id, final, message, results)
         w = job.waiting
-        mirror = Mirror(w.task_run_id, w.flow_run_id, m_state, m_message, m_result)
-    task_done, flow_done, mirrored = b.store.runs.finish_task_and_flow(
+        taken = mirrored(w, run_id, final, message, {**job.params, job.slug: outcome.result})
+        mirror = Mirror(w.task_run_id, w.flow_run_id, taken.state, taken.message, taken.result)
+    task_done, flow_done, took = b.store.runs.finish_task_and_flow(
         job.tr_id,
         run_id,
         outcome.state,
@@ -228,7 +233,7 @@ def _end_flow(job: _Inline, claim: Claim, outcome: Outcome) -> InlineResult:
         return _ended(job, State(finalize_run(run_id, job.lf)["state"]))
     b.notify(run_id, final)
     release(claim.flow_run)
-    if mirror is not None and mirrored:
+    if mirror is not None and took:
         return _ended(job, final, recorded_state(mirror.task_run_id, mirror.state, run_id))
     return _ended(job, final)
 
@@ -237,7 +242,6 @@ def _ended(job: _Inline, state: State, recorded: dict[str, str] | None = None) -
     """The run ended in ``state``; a waiting parent task run not given the run's
     state with its end (``recorded``) takes it now."""
     if job.waiting is not None and recorded is None:
-        w = job.waiting
         child = current_backends().store.flow_runs.get(job.run.id)
-        recorded = mirror_child(w.flow_run_id, w.slug, child, w.map_index)
+        recorded = mirror_child(job.waiting, child)
     return Finished(state, recorded)

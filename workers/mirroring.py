@@ -1,32 +1,46 @@
-"""A waiting task run taking its child flow run's final state: :class:`Waiting`
-(the parent task run a child is spliced under), :func:`mirror_child` and the
-``mirror`` task that closes a spliced child's canvas. Imports Celery (through the
-app), the pure core (constants, engine, ids, states), :mod:`orchestrator.db.models`
-and :mod:`workers.app`."""
+"""A waiting task run taking its child flow run's final state (through the waiting
+task's state handlers): :class:`Waiting` (the parent task run a child is spliced
+under), :func:`mirrored`, :func:`mirror_child` and the ``mirror`` task that closes
+a spliced child's canvas. Imports Celery (through the app), the pure core
+(constants, context, engine, ids, states, task), :mod:`orchestrator.db.models` and
+:mod:`workers.app`, :mod:`workers.flow_cache`, :mod:`workers.handling`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from celery import Task as CeleryTask
 
 import orchestrator.constants as constants
+from orchestrator.context import RunContext, entered
 from orchestrator.db.models import FlowRun
-from orchestrator.engine import mirror_outcome
+from orchestrator.engine import Outcome, handled, mirror_outcome
 from orchestrator.ids import task_run_id
 from orchestrator.states import State
+from orchestrator.task import Task
 from workers.app import InfraRetrying, app, current_backends, recorded, recorded_state
+from workers.flow_cache import loaded
+from workers.handling import handled_task
 
-__all__ = ["Waiting", "mirror", "mirror_child"]
+__all__ = ["Waiting", "mirror", "mirror_child", "mirrored"]
 
 
 @dataclass(frozen=True)
 class Waiting:
-    """The parent task run a child flow run is spliced under (``wait=True``)."""
+    """The parent task run a child flow run is spliced under (``wait=True``).
+
+    Attributes:
+        task: the waiting task when it has state handlers (they see it take the
+            child's state), else None.
+        flow_name: the waiting run's flow, for the handlers' context.
+    """
 
     flow_run_id: str
     slug: str
     map_index: int
+    task: Task | None = None
+    flow_name: str = ""
 
     @property
     def task_run_id(self) -> str:
@@ -34,14 +48,34 @@ class Waiting:
         return task_run_id(self.flow_run_id, self.slug, self.map_index)
 
 
-def mirror_child(flow_run_id: str, slug: str, child: FlowRun, map_index: int) -> dict[str, str]:
+def mirrored(
+    waiting: Waiting,
+    child_id: str,
+    child_state: State,
+    child_message: str | None,
+    task_results: dict[str, Any],
+) -> Outcome:
+    """What the waiting task run takes from its final child: the child's state,
+    once the waiting task's state handlers have seen it."""
+    state, message, result = mirror_outcome(child_id, child_state, child_message, task_results)
+    outcome = Outcome(state, result, message)
+    if waiting.task is None:
+        return outcome
+    ctx = RunContext(
+        waiting.flow_run_id, waiting.flow_name, waiting.slug, map_index=waiting.map_index
+    )
+    with entered(ctx):
+        return handled(waiting.task, State.RUNNING, outcome)
+
+
+def mirror_child(waiting: Waiting, child: FlowRun) -> dict[str, str]:
     """Give a waiting task run its final child run's state; the recorded state."""
     store = current_backends().store
-    tr_id = task_run_id(flow_run_id, slug, map_index)
+    tr_id = waiting.task_run_id
     results = {t.slug: t.result for t in store.task_runs.of_flow_run(child.id) if t.map_index == -1}
-    state, message, result = mirror_outcome(child.id, State(child.state), child.message, results)
-    if store.task_runs.finish(tr_id, flow_run_id, state, message, result):
-        return recorded_state(tr_id, state, child.id)
+    taken = mirrored(waiting, child.id, State(child.state), child.message, results)
+    if store.task_runs.finish(tr_id, waiting.flow_run_id, taken.state, taken.message, taken.result):
+        return recorded_state(tr_id, taken.state, child.id)
     tr = store.task_runs.get(tr_id)  # already final: mirrored by another delivery
     assert tr is not None
     return recorded(tr)
@@ -49,9 +83,15 @@ def mirror_child(flow_run_id: str, slug: str, child: FlowRun, map_index: int) ->
 
 @app.task(name=constants.MIRROR, bind=True, base=InfraRetrying)
 def mirror(
-    self: CeleryTask, flow_run_id: str, slug: str, child_id: str, map_index: int = -1
+    self: CeleryTask,
+    flow_run_id: str,
+    slug: str,
+    child_id: str,
+    map_index: int = -1,
+    handlers: bool = False,
 ) -> dict[str, str]:
-    """Give a waiting task run its child flow run's final state."""
+    """Give a waiting task run its child flow run's final state (``handlers``: the
+    waiting task has state handlers, which see it)."""
     store = current_backends().store
     child = store.flow_runs.get(child_id)
     if not State(child.state).is_final:
@@ -59,4 +99,8 @@ def mirror(
         if tr is not None and State(tr.state).is_final:
             return recorded(tr)
         raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
-    return mirror_child(flow_run_id, slug, child, map_index)
+    waiting = Waiting(flow_run_id, slug, map_index)
+    if handlers:
+        lf = loaded(store, store.flow_runs.get(flow_run_id).flow_id)
+        waiting = Waiting(flow_run_id, slug, map_index, handled_task(lf, slug), lf.version.name)
+    return mirror_child(waiting, child)

@@ -3,7 +3,7 @@ code (a mapped task's own node fans out instead), splices in a child run it wait
 for, records the outcome and retries for a retry or a duplicate delivery; with
 ``finalize`` it then records the flow run's state. It returns the recorded state,
 the same bytes on every delivery. Imports Celery, the pure core (constants, ids,
-states), :mod:`orchestrator.db` and :mod:`workers.app`, :mod:`workers.attempt`,
+mapping, states), :mod:`orchestrator.db` and :mod:`workers.app`, :mod:`workers.attempt`,
 :mod:`workers.children`, :mod:`workers.finalize`, :mod:`workers.flow_cache`,
 :mod:`workers.mapping`."""
 
@@ -16,6 +16,7 @@ from celery import Task as CeleryTask
 import orchestrator.constants as constants
 from orchestrator.db import Claim, Link
 from orchestrator.ids import task_run_id
+from orchestrator.mapping import Element
 from orchestrator.states import State
 from workers.app import (
     SETTINGS,
@@ -44,12 +45,14 @@ def node(
     map_index: int = -1,
     element: dict[str, Any] | None = None,
     finalize: bool = False,
+    states: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Run one task run of a flow run and return its recorded state; with
     ``finalize``, then record the flow run's state.
 
     A mapped task's own node maps: it records its children and replaces itself with
-    a chord of one node per element, closed by ``collect_map``."""
+    a chord of one node per element, closed by ``collect_map``; a mapped child gets
+    its ``element`` (the mapped values) and the ``states`` that go with them."""
     store = current_backends().store
     tr_id = task_run_id(flow_run_id, slug, map_index)
     owner = lease_owner()
@@ -58,10 +61,11 @@ def node(
         return _held_elsewhere(self, flow_run_id, claim, slug, map_index, finalize)
     tr, run = claim.task_run, claim.flow_run
     lf = loaded(store, run.flow_id)
-    if slug in lf.mapped and map_index < 0 and State(run.state) is not State.CANCELLED:
+    if slug in lf.mapped and map_index < 0 and not State(run.state).is_final:
         outcome = fan_out(self, lf, run, slug, tr_id, owner, finalize)
     else:
-        outcome = execute(lf, run, tr, slug, map_index, element, owner)
+        child = Element.from_wire(element, states) if map_index >= 0 else None
+        outcome = execute(lf, run, tr, slug, map_index, child, owner)
     if outcome.wait_for is not None:
         link = Link(tr_id, flow_run_id, owner, outcome.message)
         wait_for = outcome.wait_for
@@ -95,9 +99,8 @@ def _held_elsewhere(
     recorded state, the same bytes as the delivery that recorded it)."""
     tr = claim.task_run
     if tr.child_flow_run_id and not State(tr.state).is_final:
-        return splice_child(
-            self, flow_run_id, slug, map_index, tr.child_flow_run_id, None, finalize
-        )
+        lf = loaded(current_backends().store, claim.flow_run.flow_id)
+        return splice_child(self, flow_run_id, slug, map_index, tr.child_flow_run_id, lf, finalize)
     if not State(tr.state).is_final:
         raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
     if finalize:

@@ -2,7 +2,8 @@
 node, ``finalize``, ``mirror``, ``collect_map``, the ``barrier`` that joins a
 nested group (a no-op task, registered here beside its signature), and
 :func:`build_canvas`, a flow run's whole canvas. Builds signatures only; sends
-nothing. Imports Celery, :mod:`orchestrator.constants`, and :mod:`workers.app`,
+nothing. Imports Celery, :mod:`orchestrator.constants`, :mod:`orchestrator.mapping`
+(the element type), and :mod:`workers.app`,
 :mod:`workers.canvas`, :mod:`workers.plan`, :mod:`workers.flow_cache`."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from celery import chain
 from celery.canvas import Signature
 
 import orchestrator.constants as constants
+from orchestrator.mapping import Element
 from workers.app import SETTINGS, InfraRetrying, app
 from workers.canvas import to_signature
 from workers.flow_cache import LoadedFlow
@@ -33,20 +35,26 @@ def node_signature(
     flow_run_id: str,
     slug: str,
     map_index: int = -1,
-    element: dict[str, Any] | None = None,
+    element: Element | None = None,
     finalize: bool = False,
 ) -> Signature:
     """The immutable signature of one node, named ``flow/slug`` (``flow/slug[i]`` for
-    a mapped child, which carries its element of the mapped arguments). With
-    ``finalize`` the node ends its flow and records the flow run's state itself."""
+    a mapped child, which carries its element: the mapped arguments' values and the
+    states that go with them). With ``finalize`` the node ends its flow and records
+    the flow run's state itself."""
     task = lf.task(slug)
     name = f"{lf.version.name}/{slug}" + (f"[{map_index}]" if map_index >= 0 else "")
     options: dict[str, Any] = {"shadow": name, "queue": SETTINGS.queue}
     if task.timeout:
         options["soft_time_limit"] = task.timeout
         options["time_limit"] = task.timeout + 10
-    args = (flow_run_id, slug) if map_index < 0 else (flow_run_id, slug, map_index, element)
-    kwargs = {"finalize": True} if finalize else {}
+    args: tuple[Any, ...] = (flow_run_id, slug)
+    kwargs: dict[str, Any] = {"finalize": True} if finalize else {}
+    if map_index >= 0:
+        args = (flow_run_id, slug, map_index, element.values if element else {})
+        states = element.wire_states() if element else None
+        if states:
+            kwargs["states"] = states
     return app.signature(constants.NODE, args=args, kwargs=kwargs, immutable=True, **options)
 
 
@@ -62,13 +70,15 @@ def finalize_signature(lf: LoadedFlow, flow_run_id: str) -> Signature:
 
 
 def mirror_signature(
-    flow_run_id: str, slug: str, child_id: str, map_index: int, shadow: str
+    flow_run_id: str, slug: str, child_id: str, map_index: int, shadow: str, handlers: bool = False
 ) -> Signature:
     """The signature of ``mirror``: task run ``slug`` takes child run ``child_id``'s
-    final state; ``shadow`` is the name it shows (the waiting node's)."""
+    final state; ``shadow`` is the name it shows (the waiting node's); ``handlers``:
+    the waiting task has state handlers to call."""
     return app.signature(
         constants.MIRROR,
         args=(flow_run_id, slug, child_id, map_index),
+        kwargs={"handlers": True} if handlers else {},
         immutable=True,
         shadow=shadow,
         queue=SETTINGS.queue,
@@ -76,10 +86,12 @@ def mirror_signature(
 
 
 def collect_signature(lf: LoadedFlow, flow_run_id: str, slug: str, width: int) -> Signature:
-    """The signature of ``collect_map``, closing the chord of a mapped task's children."""
+    """The signature of ``collect_map``, closing the chord of a mapped task's children
+    (told when the task has state handlers to call)."""
     return app.signature(
         constants.COLLECT_MAP,
         args=(flow_run_id, slug, width),
+        kwargs={"handlers": True} if lf.task(slug).state_handlers else {},
         immutable=True,
         shadow=f"{lf.version.name}/{slug}/collect",
         queue=SETTINGS.queue,

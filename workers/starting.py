@@ -45,7 +45,7 @@ def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
     if state not in STARTABLE or _spliced(run):
         return run_answer(flow_run_id, state)
     if run.labels and not current_slots().acquire(run.id, run.labels, arrival(run)):
-        queue_for_slot(run, state)
+        queue_for_slot(run, state)  # (loads the flow for its state handlers)
         return run_answer(flow_run_id, State.QUEUED)
     return _start(run, state)
 

@@ -41,6 +41,12 @@ TASK_RUN = select(TASK_RUNS).where(_tr.id == bindparam("id"))
 TASK_RUNS_BY_ID = select(TASK_RUNS).where(_tr.id.in_(bindparam("ids", expanding=True)))
 #: The states of task runs by ids (``ids``, a list): no results to decode.
 TASK_RUN_STATES = select(_tr.id, _tr.state).where(_tr.id.in_(bindparam("ids", expanding=True)))
+#: The states of the children of mapped tasks (``flow_run``, ``slugs``, a list).
+CHILD_STATES = select(_tr.slug, _tr.map_index, _tr.state).where(
+    _tr.flow_run_id == bindparam("flow_run"),
+    _tr.slug.in_(bindparam("slugs", expanding=True)),
+    _tr.map_index >= 0,
+)
 
 #: The newest non-archived version of a flow (``project``, ``name``).
 NEWEST_FLOW = (

@@ -185,6 +185,17 @@ class TaskRuns:
         rows = self._db.all(sql.TASK_RUN_STATES, {"ids": list(ids)})
         return {r.id: State(r.state) for r in rows}
 
+    def child_states(self, flow_run_id: str, slugs: Sequence[str]) -> dict[str, list[State]]:
+        """The states of mapped tasks' children, in map index order, by task slug (a
+        slug without children is left out)."""
+        if not slugs:
+            return {}
+        rows = self._db.all(sql.CHILD_STATES, {"flow_run": flow_run_id, "slugs": list(slugs)})
+        found: dict[str, dict[int, State]] = {}
+        for r in rows:
+            found.setdefault(r.slug, {})[r.map_index] = State(r.state)
+        return {s: [by[i] for i in sorted(by)] for s, by in found.items()}
+
     def get(self, task_run_id: str) -> TaskRun | None:
         """A task run by id, if it exists."""
         row = self._db.one(sql.TASK_RUN, {"id": task_run_id})

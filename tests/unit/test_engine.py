@@ -15,7 +15,7 @@ from orchestrator.context import RunContext, current
 from orchestrator.engine import Outcome, Upstream, WaitForFlowRun, attempt
 from orchestrator.errors import ConfigurationError
 from orchestrator.flow import Flow
-from orchestrator.mapping import element_constants, expand, mapped_outcome
+from orchestrator.mapping import Element, element_constants, expand, mapped_outcome
 from orchestrator.states import State
 from orchestrator.task import Task, task
 
@@ -130,25 +130,25 @@ def test_attempt_passes_on_a_request_to_mirror_a_child_run() -> None:
 def test_expand_gives_one_element_per_child_over_the_shortest_list() -> None:
     t = _bound(add, x=[1, 2, 3])
     up = [Upstream("ys", "y", State.SUCCESS, [10, 20], mapped=True)]
-    assert expand(t, {"x": [1, 2, 3]}, {"x": "mapped"}, up, set()) == [
-        {"x": 1, "y": 10},
-        {"x": 2, "y": 20},
+    assert expand(t, {"x": [1, 2, 3]}, {"x": "mapped"}, up) == [
+        Element({"x": 1, "y": 10}),
+        Element({"x": 2, "y": 20}),
     ]
 
 
 def test_expand_flattens_a_list_of_lists() -> None:
     t = _bound(add, x=[[1], [2, 3]])
-    assert expand(t, {"x": [[1], [2, 3]]}, {"x": "flatten"}, [], set()) == [
-        {"x": 1},
-        {"x": 2},
-        {"x": 3},
+    assert expand(t, {"x": [[1], [2, 3]]}, {"x": "flatten"}, []) == [
+        Element({"x": 1}),
+        Element({"x": 2}),
+        Element({"x": 3}),
     ]
 
 
 def test_expand_over_a_non_list_fails_naming_the_task_and_argument() -> None:
     t = _bound(add, x=[1])
     up = [Upstream("source", "y", State.SUCCESS, 7, mapped=True)]
-    outcome = expand(t, {"x": [1]}, {"x": "mapped"}, up, set())
+    outcome = expand(t, {"x": [1]}, {"x": "mapped"}, up)
     assert isinstance(outcome, Outcome)
     assert outcome.state is State.FAILED
     assert outcome.message == (
@@ -159,22 +159,55 @@ def test_expand_over_a_non_list_fails_naming_the_task_and_argument() -> None:
 def test_expand_ends_at_once_on_a_skipped_upstream_but_not_on_a_mapped_one() -> None:
     t = _bound(add, x=[1])
     skipped = [Upstream("gate", None, State.SKIPPED)]
-    stop = expand(t, {"x": [1]}, {"x": "mapped"}, skipped, set())
+    stop = expand(t, {"x": [1]}, {"x": "mapped"}, skipped)
     assert isinstance(stop, Outcome) and stop.state is State.SKIPPED
-    # a mapped upstream's own state is checked per child, not for the whole map
-    mapped_up = [Upstream("ys", "y", State.FAILED, [5], mapped=True)]
-    assert expand(t, {"x": [1]}, {"x": "mapped"}, mapped_up, {"ys"}) == [{"x": 1, "y": 5}]
+    # a mapped upstream's children are checked per child, not for the whole map
+    mapped_up = [
+        Upstream("ys", "y", State.FAILED, [5], mapped=True, children=(State.FAILED,)),
+    ]
+    assert expand(t, {"x": [1]}, {"x": "mapped"}, mapped_up) == [
+        Element({"x": 1, "y": 5}, {"y": State.FAILED})
+    ]
+
+
+def test_expand_flattens_a_mapped_upstream_a_failed_child_one_element_in_its_state() -> None:
+    t = _bound(add, x=[])
+    up = [
+        Upstream(
+            "ys",
+            "y",
+            State.FAILED,
+            [[1, 2], None, None, [3]],
+            mapped=True,
+            flatten=True,
+            children=(State.SUCCESS, State.FAILED, State.SKIPPED, State.SUCCESS),
+        )
+    ]
+    elements = expand(t, {}, {}, up)
+    assert elements == [
+        Element({"y": 1}, {"y": State.SUCCESS}),
+        Element({"y": 2}, {"y": State.SUCCESS}),
+        Element({"y": None}, {"y": State.FAILED}),
+        Element({"y": None}, {"y": State.SKIPPED}),
+        Element({"y": 3}, {"y": State.SUCCESS}),
+    ]
 
 
 def test_expand_over_empty_lists_gives_no_children_and_mapped_outcome_succeeds() -> None:
     t = _bound(add, x=[])
-    assert expand(t, {"x": []}, {"x": "mapped"}, [], set()) == []
+    assert expand(t, {"x": []}, {"x": "mapped"}, []) == []
     assert mapped_outcome([]).state is State.SUCCESS
 
 
 def test_element_constants_replace_only_the_mapped_ones() -> None:
     constants = {"x": [1, 2], "y": 5}
-    assert element_constants(constants, {"x": "mapped"}, {"x": 2}) == {"x": 2, "y": 5}
+    assert element_constants(constants, {"x": "mapped"}, Element({"x": 2})) == {"x": 2, "y": 5}
+
+
+def test_an_element_crosses_the_wire_as_json() -> None:
+    element = Element({"x": 1}, {"x": State.SKIPPED})
+    assert Element.from_wire(element.values, element.wire_states()) == element
+    assert Element({"x": 1}).wire_states() is None
 
 
 # --- the active flow --------------------------------------------------------------------

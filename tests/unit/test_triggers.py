@@ -105,7 +105,7 @@ def test_not_all_skipped_skips_when_every_upstream_skipped() -> None:
         case(T.some_successful(at_least=2), [S, S, F], True, "at_least-2-met"),
         case(T.some_successful(at_least=2), [S, F, F], False, "at_least-2-not-met"),
         case(T.some_successful(at_least=2), [SK, S], True, "at_least-2-skip-counts"),
-        case(T.some_successful(at_least=1), [], False, "at_least-1-no-upstream"),
+        case(T.some_successful(at_least=1), [], True, "at_least-1-no-upstream-passes"),
         case(T.some_successful(at_most=1), [S, F, F], True, "at_most-1-met"),
         case(T.some_successful(at_most=1), [S, S, F], False, "at_most-1-exceeded"),
         case(T.some_successful(at_most=1), [], True, "at_most-1-no-upstream"),
@@ -132,7 +132,7 @@ def test_not_all_skipped_skips_when_every_upstream_skipped() -> None:
         case(T.some_failed(at_least=0.5), [F, S, S], False, "failed-third-under-half"),
         case(T.some_failed(at_most=0.25), [F, S, S, S], True, "failed-quarter-at-limit"),
         case(T.some_failed(at_most=0.25), [F, F, S, S], False, "failed-half-over-quarter"),
-        case(T.some_failed(at_least=1), [], False, "failed-at_least-1-no-upstream"),
+        case(T.some_failed(at_least=1), [], True, "failed-at_least-1-no-upstream-passes"),
     ],
 )
 def test_counting_trigger(trigger: Trigger, upstream: list[State], expected: bool) -> None:
