@@ -62,13 +62,20 @@ def finalize_signature(lf: LoadedFlow, flow_run_id: str) -> Signature:
 
 
 def mirror_signature(
-    flow_run_id: str, slug: str, child_id: str, map_index: int, shadow: str
+    flow_run_id: str,
+    slug: str,
+    child_id: str,
+    map_index: int,
+    shadow: str,
+    takes: dict[str, Any] | None = None,
 ) -> Signature:
     """The signature of ``mirror``: task run ``slug`` takes child run ``child_id``'s
-    final state; ``shadow`` is the name it shows (the waiting node's)."""
+    final state (``takes``: one of its task runs' result); ``shadow`` is the name it
+    shows (the waiting node's)."""
+    args: tuple[Any, ...] = (flow_run_id, slug, child_id, map_index)
     return app.signature(
         constants.MIRROR,
-        args=(flow_run_id, slug, child_id, map_index),
+        args=args if takes is None else (*args, takes),
         immutable=True,
         shadow=shadow,
         queue=SETTINGS.queue,
