@@ -48,6 +48,6 @@ def over_limit(encoded: str, what: str, limit: int) -> str | None:
     if len(encoded) <= limit:
         return None
     return (
-        f"{what} takes {len(encoded):,} bytes as JSON, over the limit of {limit:,} "
+        f"{what}: {len(encoded):,} bytes as JSON, over the limit of {limit:,} "
         "(ORCHESTRATOR_MAX_VALUE_BYTES)"
     )

@@ -95,7 +95,7 @@ def test_a_result_over_the_limit_fails_the_task_naming_its_size() -> None:
     outcome = run_code(big, {"value": "x" * 100}, attempt=1, max_bytes=50)
     assert outcome.state is State.FAILED and outcome.result is None
     assert outcome.message == (
-        "result of task 'big' takes 102 bytes as JSON, over the limit of 50 "
+        "result of task 'big': 102 bytes as JSON, over the limit of 50 "
         "(ORCHESTRATOR_MAX_VALUE_BYTES)"
     )
     assert run_code(big, {"value": "x" * 48}, attempt=1, max_bytes=50).state is State.SUCCESS
