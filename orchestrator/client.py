@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -74,8 +74,8 @@ class Client:
         parameters: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         run_name: str | None = None,
-        scheduled_start_time: datetime | None = None,
-        labels: Iterable[str] | None = None,
+        scheduled_start_time: datetime | timedelta | None = None,
+        labels: str | Iterable[str] | None = None,
         parent_flow_run_id: str | None = None,
         parent_task_run_id: str | None = None,
         dispatch: bool = True,
@@ -88,8 +88,10 @@ class Client:
             parameters: values for its Parameters (checked before anything is stored).
             idempotency_key: a key already used returns that run instead of a new one.
             run_name: a readable name for the run.
-            scheduled_start_time: start no earlier than this (an aware datetime).
-            labels: extra labels (concurrency limits count runs per label).
+            scheduled_start_time: start no earlier than this: an aware datetime, or
+                a timedelta from now (a naive datetime is an error).
+            labels: extra labels (concurrency limits count runs per label); a
+                string is one label.
             parent_flow_run_id: the flow run that started this one.
             parent_task_run_id: the task run that started this one.
             dispatch: send it to the workers now (False leaves it for the caller).
@@ -104,7 +106,7 @@ class Client:
             idempotency_key=idempotency_key,
             run_name=run_name,
             scheduled_start_time=scheduled_start_time,
-            labels=tuple(labels or ()),
+            labels=labels,
             parent_flow_run_id=parent_flow_run_id,
             parent_task_run_id=parent_task_run_id,
         )
@@ -126,7 +128,9 @@ class Client:
             ParameterError: unknown or missing parameters.
         """
         flow = self.backends.store.flows.newest(request.project_name, request.flow_name)
-        values = resolve_parameters(request.flow_name, flow.parameters, request.parameters)
+        values = resolve_parameters(
+            request.flow_name, flow.parameters, request.parameters, self.settings.max_value_bytes
+        )
         return NewFlowRun.of(request, flow.id, values, flow.labels or ())
 
     def get_flow_run(self, flow_run_id: str, task_runs: bool = True) -> FlowRunInfo:
@@ -214,10 +218,10 @@ class Client:
         return cancelled
 
     def get_task_run_result(self, flow_run_id: str, task_slug: str, map_index: int = -1) -> Any:
-        """The recorded result of one task run."""
+        """The recorded result of one task run (None until it is final)."""
         for tr in self.backends.store.task_runs.of_flow_run(flow_run_id, [task_slug]):
             if tr.map_index == map_index:
-                return tr.result
+                return tr.result if State(tr.state).is_final else None
         raise TaskRunNotFound(f"flow run {flow_run_id} has no task run {task_slug!r}")
 
     def task_run_logs(

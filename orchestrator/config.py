@@ -22,6 +22,16 @@ ENV_HOME = "ORCHESTRATOR_HOME"
 ENV_REDIS_URL = "ORCHESTRATOR_REDIS_URL"
 ENV_DATABASE_URL = "ORCHESTRATOR_DATABASE_URL"
 ENV_QUEUE = "ORCHESTRATOR_QUEUE"
+ENV_MAX_VALUE_BYTES = "ORCHESTRATOR_MAX_VALUE_BYTES"
+
+#: The largest JSON encoding of a run's parameters or a task's result, by default.
+DEFAULT_MAX_VALUE_BYTES = 1_000_000
+
+
+def max_value_bytes() -> int:
+    """The size limit of parameters and results this process's environment sets
+    (``ORCHESTRATOR_MAX_VALUE_BYTES``, default :data:`DEFAULT_MAX_VALUE_BYTES`)."""
+    return int(os.environ.get(ENV_MAX_VALUE_BYTES) or DEFAULT_MAX_VALUE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,10 @@ class Settings:
         stale_seconds: how long a running flow run may show no progress (and hold
             no live lease) before beat sends it again.
         max_resubmits: how often a stuck run is sent again before it is failed.
+        recheck_seconds: how often a waiting task looks again: for a concurrency
+            slot, for a child run to end, for a duplicate delivery's twin.
+        max_value_bytes: the largest JSON encoding of a run's parameters, or of a
+            task's result, accepted.
     """
 
     home: Path
@@ -53,6 +67,8 @@ class Settings:
     sweep_seconds: float = 10.0
     stale_seconds: float = 120.0
     max_resubmits: int = 3
+    recheck_seconds: float = 1.0
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,6 +87,8 @@ class Settings:
             sweep_seconds=float(os.environ.get("ORCHESTRATOR_SWEEP_SECONDS") or 10),
             stale_seconds=float(os.environ.get("ORCHESTRATOR_STALE_SECONDS") or 120),
             max_resubmits=int(os.environ.get("ORCHESTRATOR_MAX_RESUBMITS") or 3),
+            recheck_seconds=float(os.environ.get("ORCHESTRATOR_RECHECK_SECONDS") or 1),
+            max_value_bytes=max_value_bytes(),
         )
 
     @property

@@ -19,9 +19,6 @@ FLOW_RUN_CHANNEL = KEY_PREFIX + "flow-run:{id}"
 #: Lock held while a child run is created for an idempotency key.
 CHILD_LOCK = KEY_PREFIX + "lock:child:{key}"
 
-#: Seconds a duplicate node waits before looking again at a run held elsewhere.
-DUPLICATE_RECHECK_SECONDS = 1.0
-
 #: Redis lock held by the one active beat (a lease, renewed each tick); one per
 #: database, so fleets sharing a Redis but not a database do not block each other.
 BEAT_LEADER_LOCK = KEY_PREFIX + "beat:leader:{scope}"

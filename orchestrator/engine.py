@@ -3,9 +3,11 @@ skips -> check the trigger -> gather inputs -> run the code -> decide on a retry
 each transition through the task's state handlers, :func:`handled`), shared by
 ``flow.run()`` and the workers so the two paths cannot drift, with its steps, the
 :class:`Outcome` each step turns what happened into (the caller records it),
-:class:`WaitForFlowRun`, and the flow's state from its reference tasks (the map
-fan-out is in :mod:`orchestrator.mapping`). Pure: imports only the core (context,
-errors, handlers, requests, serialization, signals, states, task)."""
+:class:`WaitForFlowRun` and what a waiting task takes from its child
+(:class:`ChildTaskRun`, :func:`mirror_outcome`), the size limit of a result, and
+the flow's state from its reference tasks (the map fan-out is in
+:mod:`orchestrator.mapping`). Pure: imports only the core (config, context, errors,
+handlers, requests, serialization, signals, states, task)."""
 
 from __future__ import annotations
 
@@ -15,31 +17,66 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.config import max_value_bytes
 from orchestrator.context import RunContext, entered
 from orchestrator.errors import BackendUnavailable
 from orchestrator.handlers import task_changed
 from orchestrator.requests import NewFlowRun
-from orchestrator.serialization import to_json
+from orchestrator.serialization import over_limit, to_json
 from orchestrator.signals import FAIL, SKIP
 from orchestrator.states import State, TaskRunState
 from orchestrator.task import Task
 
 
 @dataclass(frozen=True)
-class WaitForFlowRun:
-    """What a task returns to say "mirror flow run ``flow_run_id`` here".
+class ChildTaskRun:
+    """One task run of a child flow run: the one whose result a waiting task takes
+    (``get_task_run_result``) instead of the child's whole state.
 
-    On workers the node task splices the child run's canvas in its own place; in
-    ``flow.run()`` the child runs in process. The task's final state becomes the
-    child's.
+    Attributes:
+        slug: the child's task.
+        map_index: its index among a mapped task's children (-1: not one).
+    """
+
+    slug: str
+    map_index: int = -1
+
+    def as_json(self) -> dict[str, Any]:
+        """How it is recorded with the waiting task run and sent to ``mirror``."""
+        return {"task_slug": self.slug, "map_index": self.map_index}
+
+    @classmethod
+    def from_json(cls, value: Any) -> ChildTaskRun | None:
+        """The task run :meth:`as_json` described; None for anything else."""
+        if isinstance(value, dict) and isinstance(value.get("task_slug"), str):
+            return cls(value["task_slug"], int(value.get("map_index", -1)))
+        return None
+
+    def __str__(self) -> str:
+        return self.slug if self.map_index < 0 else f"{self.slug}[{self.map_index}]"
+
+
+@dataclass(frozen=True)
+class WaitForFlowRun:
+    """What a task returns to say "take flow run ``flow_run_id``'s end here".
+
+    On workers the node task waits without holding a worker process: it splices the
+    child run's canvas in its own place (a child not started yet starts there), or
+    looks again later while the child runs elsewhere; in ``flow.run()`` the child
+    runs in process. The task's final state becomes the child's (see
+    :func:`mirror_outcome`).
 
     Attributes:
         new: the run when it is built and not stored yet
             (:meth:`~orchestrator.client.Client.prepare_flow_run`): whoever acts on
-            this stores it first (a worker, in the transaction that starts it)."""
+            this stores it first (a worker, in the transaction that starts it).
+        takes: take this task run's result when the child succeeds, instead of the
+            child's structured result.
+    """
 
     flow_run_id: str
     new: NewFlowRun | None = None
+    takes: ChildTaskRun | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +182,7 @@ def run_code(
     attempt: int,
     call: Callable[[Callable[[], Any]], Any] | None = None,
     timeout_errors: tuple[type[BaseException], ...] = (),
+    max_bytes: int | None = None,
 ) -> Outcome:
     """Run the task's code once and turn what happened into an outcome.
 
@@ -154,9 +192,12 @@ def run_code(
         attempt: 1 for the first attempt.
         call: how to invoke the code (the local runner enforces timeouts here).
         timeout_errors: exceptions that mean the time limit was hit.
+        max_bytes: the largest JSON encoding of a result accepted; by default the
+            environment's ``ORCHESTRATOR_MAX_VALUE_BYTES``.
 
     Returns:
-        Success with the result, Skipped, Failed, TimedOut or Retrying.
+        Success with the result, Skipped, Failed (also for a result that is not
+        JSON or is too large), TimedOut or Retrying.
     """
     invoke = call or (lambda fn: fn())
     timeouts: tuple[type[BaseException], ...] = (TaskTimedOut, *timeout_errors)
@@ -175,10 +216,19 @@ def run_code(
         return _maybe_retry(task, attempt, State.FAILED, message)
     if isinstance(result, WaitForFlowRun):
         return Outcome(State.RUNNING, wait_for=result, message=f"waiting for {result.flow_run_id}")
+    return _result_outcome(task, result, max_value_bytes() if max_bytes is None else max_bytes)
+
+
+def _result_outcome(task: Task, result: Any, max_bytes: int) -> Outcome:
+    """Success with ``result``, or Failed when it is not JSON or is too large."""
+    what = f"result of task {task.slug!r}"
     try:
-        to_json(result, f"result of task {task.slug!r}")
+        encoded = to_json(result, what)
     except TypeError as exc:
         return Outcome(State.FAILED, message=str(exc))
+    too_large = over_limit(encoded, what, max_bytes)
+    if too_large:
+        return Outcome(State.FAILED, message=too_large)
     return Outcome(State.SUCCESS, result=result)
 
 
@@ -200,6 +250,7 @@ def attempt(
     call: Callable[[Callable[[], Any]], Any] | None = None,
     timeout_errors: tuple[type[BaseException], ...] = (),
     around: Callable[[], AbstractContextManager[Any]] | None = None,
+    max_bytes: int | None = None,
 ) -> Outcome:
     """One attempt of a task run: the one sequence ``flow.run()`` and the workers share.
 
@@ -216,6 +267,8 @@ def attempt(
         timeout_errors: exceptions that mean the time limit was hit.
         around: a context manager around the code, e.g. the worker's heartbeat and
             log capture; not entered when the upstream ends the run.
+        max_bytes: the largest JSON encoding of a result accepted (by default the
+            environment's ``ORCHESTRATOR_MAX_VALUE_BYTES``).
 
     Returns:
         The outcome: Skipped or TriggerFailed from the upstream, else what the code
@@ -233,7 +286,9 @@ def attempt(
             running = handled(task, previous, Outcome(State.RUNNING))
             if running.state is not State.RUNNING:
                 return running
-        outcome = run_code(task, inputs, ctx.attempt, call=call, timeout_errors=timeout_errors)
+        outcome = run_code(
+            task, inputs, ctx.attempt, call=call, timeout_errors=timeout_errors, max_bytes=max_bytes
+        )
         if outcome.wait_for is not None:
             return outcome  # its end is the child's: handled when the task takes it
         return handled(task, State.RUNNING, outcome)
@@ -285,15 +340,58 @@ def flow_state(reference: Mapping[str, State]) -> tuple[State, str]:
     return State.SUCCESS, "all reference tasks succeeded"
 
 
-def mirror_outcome(
-    child_id: str, child_state: State, child_message: str | None, task_results: dict[str, Any]
-) -> tuple[State, str, dict[str, Any]]:
-    """The state, message and structured result a task takes from a child flow run.
+#: A child flow run's task runs as a waiting task reads them: (slug, map index) ->
+#: (state, result).
+ChildTaskRuns = Mapping[tuple[str, int], tuple[State, Any]]
 
-    TimedOut and TriggerFailed children count as Failed."""
+
+def mirror_outcome(
+    child_id: str,
+    child_state: State,
+    child_message: str | None,
+    task_runs: ChildTaskRuns,
+    takes: ChildTaskRun | None = None,
+) -> tuple[State, str, Any]:
+    """The state, message and result a waiting task takes from a final child flow run.
+
+    TimedOut and TriggerFailed children count as Failed.
+
+    Args:
+        child_id: the child run.
+        child_state: its final state.
+        child_message: its message.
+        task_runs: its task runs' states and results.
+        takes: the task run whose result the waiting task takes; None for the
+            child's structured result ``{"flow_run_id", "state", "task_results"}``.
+
+    Returns:
+        The child's state with that result; with ``takes``, Success with the task
+        run's result when the child succeeded, else the child's state (Failed when
+        the task run is missing or did not succeed), with no result.
+    """
     mirrored = State.FAILED if child_state.is_failed else child_state
     message = f"child flow run {child_id} ended {child_state.value}"
     if child_message and child_state is not State.SUCCESS:
         message += f": {child_message}"
-    result = {"flow_run_id": child_id, "state": child_state.value, "task_results": task_results}
+    if takes is not None:
+        if child_state is not State.SUCCESS:
+            return mirrored, message, None
+        return _taken(child_id, task_runs, takes)
+    results = {slug: result for (slug, index), (_, result) in task_runs.items() if index < 0}
+    result = {"flow_run_id": child_id, "state": child_state.value, "task_results": results}
     return mirrored, message, result
+
+
+def _taken(child_id: str, task_runs: ChildTaskRuns, takes: ChildTaskRun) -> tuple[State, str, Any]:
+    """The result of task run ``takes`` of a child that succeeded."""
+    found = task_runs.get((takes.slug, takes.map_index))
+    if found is None:
+        return State.FAILED, f"flow run {child_id} has no task run {str(takes)!r}", None
+    state, result = found
+    if not state.is_successful:
+        return (
+            State.FAILED,
+            f"task run {str(takes)!r} of flow run {child_id} ended {state.value}",
+            None,
+        )
+    return State.SUCCESS, f"result of task run {str(takes)!r} of flow run {child_id}", result

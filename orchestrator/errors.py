@@ -20,6 +20,12 @@ class FlowValidationError(OrchestratorError):
     """Raised when a flow is built wrongly: a cycle, an unknown argument, a foreign task."""
 
 
+class NestedTaskError(FlowValidationError, TypeError):
+    """Raised when a task sits inside a dict or list given as an argument (for
+    example ``parameters={"x": some_task}``): only a task passed as a whole
+    argument becomes a data edge. A TypeError too, as in Prefect 1."""
+
+
 class FlowNotFound(OrchestratorError):
     """Raised when no registered flow matches a name and project."""
 

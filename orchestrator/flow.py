@@ -1,9 +1,10 @@
 """Flows: a DAG of tasks built inside ``with Flow(name) as flow:`` (:class:`Flow`),
 joined by the edges of :mod:`orchestrator.edges` (re-exported here with the
 ``task.map()`` wrappers :class:`unmapped` and :class:`flatten`); cycles, unknown
-keys, upstream edges into a Parameter and tasks bound into another flow are refused
-when the edge is added. Pure: imports only the core (building, edges, errors, handlers,
-hooks, labels, local, structure, task); ``register()`` goes through
+keys, upstream edges into a Parameter, tasks bound into another flow and a task
+inside a dict or list constant are refused when the edge is added or the task is
+bound. Pure: imports only the core (building, edges, errors, handlers, hooks,
+labels, local, structure, task); ``register()`` goes through
 :func:`orchestrator.hooks.installed`, never the client."""
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import orchestrator.structure as _structure
 from orchestrator.edges import Constant, Edge, flatten, unmapped, unwrap
 from orchestrator.errors import FlowValidationError
 from orchestrator.handlers import StateHandler, check_handlers
-from orchestrator.labels import check_label
+from orchestrator.labels import check_labels
 from orchestrator.local import run_flow
-from orchestrator.task import Parameter, Task
+from orchestrator.task import Parameter, Task, refuse_nested_task
 
 if TYPE_CHECKING:
     from orchestrator.schedules import Schedule
@@ -37,7 +38,8 @@ class Flow:
         name: the flow's name, unique within a project.
         schedule: a :class:`~orchestrator.schedules.CronSchedule` or
             :class:`~orchestrator.schedules.IntervalSchedule` that beat fires.
-        labels: labels every run of this flow carries (for concurrency limits).
+        labels: labels every run of this flow carries (for concurrency limits); a
+            string is one label.
         reference_tasks: the tasks whose states decide the flow's state;
             by default the terminal tasks (those with no downstream).
         state_handlers: functions called as ``handler(flow, old_state, new_state)``
@@ -49,7 +51,7 @@ class Flow:
         self,
         name: str,
         schedule: Schedule | None = None,
-        labels: Iterable[str] | None = None,
+        labels: str | Iterable[str] | None = None,
         reference_tasks: Iterable[Task] | None = None,
         state_handlers: Iterable[StateHandler] | None = None,
         on_failure: Callable[[Any, Any], Any] | None = None,
@@ -58,7 +60,7 @@ class Flow:
             raise FlowValidationError("a flow needs a non-empty name")
         self.name = name
         self.schedule = schedule
-        self.labels = sorted({check_label(label) for label in labels or ()})
+        self.labels = sorted(set(check_labels(labels)))
         self.state_handlers = check_handlers(
             list(state_handlers or ()), f"flow {name!r}", on_failure
         )
@@ -231,6 +233,7 @@ class Flow:
                 )
             else:
                 task.check_argument(key)
+                refuse_nested_task(f"task {task.name!r}", key, value)
                 self.constants.setdefault(task, {})[key] = value
                 if mode != "whole":
                     self.constant_modes.setdefault(task, {})[key] = mode
@@ -359,7 +362,7 @@ class Flow:
         self,
         project_name: str,
         import_ref: str | None = None,
-        labels: Iterable[str] | None = None,
+        labels: str | Iterable[str] | None = None,
     ) -> int:
         """Store this flow in the project; a new version only when its structure changed.
 
@@ -368,13 +371,13 @@ class Flow:
             import_ref: how workers import the flow (``module:attribute`` or
                 ``path/to/file.py:attribute``); found automatically when the flow
                 is a module-level variable.
-            labels: extra labels for the flow's runs.
+            labels: extra labels for the flow's runs (a string is one label).
 
         Returns:
             The flow's version number.
         """
         if labels:
-            self.labels = sorted(set(self.labels) | set(labels))
+            self.labels = sorted(set(self.labels) | set(check_labels(labels)))
         return hooks.installed().register_flow(self, project_name, import_ref)
 
 

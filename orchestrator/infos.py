@@ -89,14 +89,16 @@ class FlowRunInfo:
 
 
 def task_run_info(tr: TaskRun) -> TaskRunInfo:
-    """A stored task run as a :class:`TaskRunInfo`."""
+    """A stored task run as a :class:`TaskRunInfo` (with a result only once final:
+    while a task run waits for a child, its row keeps what it takes from it)."""
+    state = State(tr.state)
     return TaskRunInfo(
         id=tr.id,
         slug=tr.slug,
         map_index=tr.map_index,
-        state=State(tr.state),
+        state=state,
         message=tr.message,
-        result=tr.result,
+        result=tr.result if state.is_final else None,
         attempts=tr.attempts,
         worker=tr.worker,
         child_flow_run_id=tr.child_flow_run_id,

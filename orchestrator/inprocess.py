@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.backends import Backends, backends
 from orchestrator.config import Settings
-from orchestrator.engine import Outcome, WaitForFlowRun, mirror_outcome
+from orchestrator.engine import ChildTaskRun, Outcome, WaitForFlowRun, mirror_outcome
 from orchestrator.ids import task_run_id
 from orchestrator.loader import load_flow
 from orchestrator.local import run_flow
@@ -24,17 +24,20 @@ if TYPE_CHECKING:
     from orchestrator.task import Task
 
 
-def run_stored(b: Backends, flow_run_id: str) -> Outcome:
+def run_stored(b: Backends, flow_run_id: str, takes: ChildTaskRun | None = None) -> Outcome:
     """Run a stored flow run in this process unless it is final already, record its
     task runs and state, and return the outcome a task mirroring it takes.
 
     Args:
         b: the connections.
         flow_run_id: the stored run.
+        takes: the task run whose result the waiting task takes (None: the run's
+            structured result).
 
     Returns:
         The run's state (Failed for TimedOut and TriggerFailed), a message naming it,
-        and the structured result (its id, state and task results).
+        and the structured result (its id, state and task results), or with
+        ``takes`` that task run's result (see :func:`mirror_outcome`).
     """
     store = b.store
     run = store.flow_runs.get(flow_run_id)
@@ -48,8 +51,11 @@ def run_stored(b: Backends, flow_run_id: str) -> Outcome:
             store.task_runs.finish(tr_id, flow_run_id, st.state, st.message, st.result)
         b.set_flow_run_state(flow_run_id, final.state, final.message)
         run = store.flow_runs.get(flow_run_id)
-    results = {t.slug: t.result for t in store.task_runs.of_flow_run(flow_run_id)}
-    state, message, result = mirror_outcome(run.id, State(run.state), run.message, results)
+    runs = {
+        (t.slug, t.map_index): (State(t.state), t.result)
+        for t in store.task_runs.of_flow_run(flow_run_id)
+    }
+    state, message, result = mirror_outcome(run.id, State(run.state), run.message, runs, takes)
     return Outcome(state, result=result, message=message)
 
 
@@ -77,4 +83,4 @@ class InProcessServices:
         b = self._backends()
         if wait_for.new is not None:
             b.store.flow_runs.insert(wait_for.new)
-        return run_stored(b, wait_for.flow_run_id)
+        return run_stored(b, wait_for.flow_run_id, wait_for.takes)

@@ -1,21 +1,26 @@
 """Checking a flow run's parameter values against the flow's declared Parameters:
-:func:`resolve_parameters` and the size limit :data:`MAX_PARAMETERS_BYTES`. Pure:
-imports only the core (errors, serialization)."""
+:func:`resolve_parameters`, within the size limit of values
+(``ORCHESTRATOR_MAX_VALUE_BYTES``, :data:`MAX_PARAMETERS_BYTES` by default). Pure:
+imports only the core (config, errors, serialization)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from orchestrator.config import DEFAULT_MAX_VALUE_BYTES, max_value_bytes
 from orchestrator.errors import ParameterError, SerializationError
-from orchestrator.serialization import to_json
+from orchestrator.serialization import over_limit, to_json
 
-#: The largest JSON encoding of a run's parameters accepted, in bytes.
-MAX_PARAMETERS_BYTES = 1_000_000
+#: The largest JSON encoding of a run's parameters accepted by default, in bytes.
+MAX_PARAMETERS_BYTES = DEFAULT_MAX_VALUE_BYTES
 
 
 def resolve_parameters(
-    flow_name: str, declarations: Sequence[Mapping[str, Any]], given: Mapping[str, Any] | None
+    flow_name: str,
+    declarations: Sequence[Mapping[str, Any]],
+    given: Mapping[str, Any] | None,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Check ``given`` against the declarations and fill in defaults.
 
@@ -23,6 +28,8 @@ def resolve_parameters(
         flow_name: the flow's name, for messages.
         declarations: each ``{"name", "default", "required"}``.
         given: the values passed for this run.
+        max_bytes: the largest JSON encoding of the values accepted; by default the
+            environment's ``ORCHESTRATOR_MAX_VALUE_BYTES``.
 
     Returns:
         The full parameter values for the run.
@@ -53,9 +60,8 @@ def resolve_parameters(
         encoded = to_json(values, f"parameters of flow {flow_name!r}")
     except TypeError as exc:
         raise SerializationError(str(exc)) from None
-    if len(encoded) > MAX_PARAMETERS_BYTES:
-        raise SerializationError(
-            f"parameters of flow {flow_name!r} are {len(encoded)} bytes as JSON, "
-            f"over the limit of {MAX_PARAMETERS_BYTES}"
-        )
+    limit = max_value_bytes() if max_bytes is None else max_bytes
+    too_large = over_limit(encoded, f"parameters of flow {flow_name!r}", limit)
+    if too_large:
+        raise SerializationError(too_large)
     return values

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.clock import as_utc, utcnow
 from orchestrator.errors import ParameterError, SerializationError
 from orchestrator.ids import new_run_id
-from orchestrator.labels import check_label
+from orchestrator.labels import check_labels
 from orchestrator.states import State
 
 
@@ -29,8 +29,11 @@ class FlowRunRequest:
         parameters: values for its Parameters (checked when the run is prepared).
         idempotency_key: a key already used names that run instead of a new one.
         run_name: a readable name for the run.
-        scheduled_start_time: start no earlier than this (an aware datetime).
-        labels: extra labels (concurrency limits count runs per label).
+        scheduled_start_time: start no earlier than this: an aware datetime, or a
+            timedelta from when the request is made (the task runs, the client is
+            called); held as the aware datetime it comes to.
+        labels: extra labels (concurrency limits count runs per label); a string is
+            one label.
         parent_flow_run_id: the flow run that started this one.
         parent_task_run_id: the task run that started this one.
     """
@@ -40,8 +43,8 @@ class FlowRunRequest:
     parameters: Mapping[str, Any] | None = None
     idempotency_key: str | None = None
     run_name: str | None = None
-    scheduled_start_time: datetime | None = None
-    labels: tuple[str, ...] = ()
+    scheduled_start_time: datetime | timedelta | None = None
+    labels: str | Iterable[str] | None = ()
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
 
@@ -50,18 +53,46 @@ class FlowRunRequest:
             raise SerializationError(
                 f"run_name must be a string, got {type(self.run_name).__name__}"
             )
+        object.__setattr__(self, "scheduled_start_time", start_time(self.scheduled_start_time))
+        object.__setattr__(self, "labels", check_labels(self.labels))
+
+    @property
+    def start_at(self) -> datetime | None:
+        """The scheduled start time, as the aware datetime it came to."""
         when = self.scheduled_start_time
-        if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
-            raise ParameterError(
-                f"scheduled_start_time must be a timezone-aware datetime, got {when!r}"
-            )
-        labels: Iterable[Any] = self.labels or ()
-        object.__setattr__(self, "labels", tuple(check_label(label) for label in labels))
+        assert when is None or isinstance(when, datetime)  # made so by __post_init__
+        return when
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The checked labels."""
+        labels = self.labels
+        assert isinstance(labels, tuple)  # made so by __post_init__
+        return labels
 
     @property
     def starts_later(self) -> bool:
         """Whether the run is scheduled for a time still to come."""
-        return self.scheduled_start_time is not None and self.scheduled_start_time > utcnow()
+        return self.start_at is not None and self.start_at > utcnow()
+
+
+def start_time(when: object) -> datetime | None:
+    """A requested start time as an aware datetime: a timedelta counts from now.
+
+    Raises:
+        ParameterError: neither None, an aware datetime nor a timedelta (a naive
+            datetime names no instant).
+    """
+    if when is None:
+        return None
+    if isinstance(when, timedelta):
+        return utcnow() + when
+    if not isinstance(when, datetime) or when.tzinfo is None:
+        raise ParameterError(
+            "scheduled_start_time must be a timezone-aware datetime or a timedelta "
+            f"from now, got {when!r}"
+        )
+    return when
 
 
 @dataclass(frozen=True)
@@ -103,7 +134,7 @@ class NewFlowRun:
             state: its first state; by default Scheduled when it starts later, else
                 Submitted.
         """
-        when = request.scheduled_start_time
+        when = request.start_at
         if state is None:
             state = State.SCHEDULED if request.starts_later else State.SUBMITTED
         return cls(
@@ -111,7 +142,7 @@ class NewFlowRun:
             flow_id=flow_id,
             state=state,
             parameters=dict(parameters),
-            labels=sorted(set(request.labels) | set(flow_labels)),
+            labels=sorted(set(request.label_names) | set(flow_labels)),
             idempotency_key=request.idempotency_key,
             name=request.run_name,
             # stored in UTC: SQLite keeps no offset and would read a local time back as UTC

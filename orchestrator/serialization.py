@@ -1,5 +1,6 @@
 """JSON only on the wire: parameters and results are checked here, and a value
-that is not JSON names the offending type in its error.
+that is not JSON names the offending type in its error; :func:`over_limit` says
+when one is too large to keep.
 
 Pure: the standard library only."""
 
@@ -39,3 +40,14 @@ def first_unserialisable(value: Any) -> str | None:
                 return found
         return None
     return f"a value of type {type(value).__name__}"
+
+
+def over_limit(encoded: str, what: str, limit: int) -> str | None:
+    """The error message when ``encoded``, the JSON of ``what``, is longer than
+    ``limit`` bytes (``ORCHESTRATOR_MAX_VALUE_BYTES``); None when it fits."""
+    if len(encoded) <= limit:
+        return None
+    return (
+        f"{what}: {len(encoded):,} bytes as JSON, over the limit of {limit:,} "
+        "(ORCHESTRATOR_MAX_VALUE_BYTES)"
+    )

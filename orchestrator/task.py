@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import orchestrator.building as building
 import orchestrator.triggers as _triggers
 from orchestrator.context import current
-from orchestrator.errors import FlowValidationError
+from orchestrator.errors import FlowValidationError, NestedTaskError
 from orchestrator.handlers import StateHandler, check_handlers
 
 if TYPE_CHECKING:
@@ -35,6 +35,43 @@ def _seconds(value: timedelta | float | int | None, what: str, name: str) -> flo
     if seconds < 0:
         raise FlowValidationError(f"task {name!r}: {what} must not be negative")
     return seconds
+
+
+def _nested_task(value: Any, where: str) -> tuple[str, Task] | None:
+    """The first task inside a dict, list, tuple or set ``value``, with where it
+    sits (``where`` followed by its keys, ``parameters['x']``), if any."""
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        here = f"{where}[{key!r}]"
+        if isinstance(item, Task):
+            return here, item
+        found = _nested_task(item, here)
+        if found is not None:
+            return found
+    return None
+
+
+def refuse_nested_task(owner: str, key: str, value: Any) -> None:
+    """Refuse a task inside a dict or list given as argument ``key`` of ``owner``:
+    nothing would run it or put its result there.
+
+    Raises:
+        NestedTaskError: naming the key the task sits at.
+    """
+    found = _nested_task(value, key)
+    if found is None:
+        return
+    where, inner = found
+    raise NestedTaskError(
+        f"{owner}: {where} is task {inner.name!r}; a task inside a dict or list is not "
+        f"resolved at run time: pass the task as the whole {key!r} argument (its "
+        f"result becomes the value), or build the value in a task"
+    )
 
 
 class Task:

@@ -9,7 +9,7 @@ database and Redis only through the client's backends."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -17,12 +17,13 @@ import redis
 import orchestrator.constants as constants
 from orchestrator.client import Client
 from orchestrator.context import current
-from orchestrator.engine import WaitForFlowRun
+from orchestrator.engine import ChildTaskRun, WaitForFlowRun
 from orchestrator.errors import BackendUnavailable, FlowRunNotFound, ParameterError
-from orchestrator.requests import FlowRunRequest, NewFlowRun
+from orchestrator.labels import check_labels
+from orchestrator.requests import FlowRunRequest, NewFlowRun, start_time
 from orchestrator.signals import FAIL
 from orchestrator.states import State
-from orchestrator.task import Task, task
+from orchestrator.task import Task, refuse_nested_task, task
 
 _UNSET: Any = object()
 
@@ -44,8 +45,8 @@ def _request(
     project_name: str,
     parameters: dict[str, Any] | None,
     run_name: str | None,
-    scheduled_start_time: datetime | None,
-    labels: Iterable[str] | None,
+    scheduled_start_time: datetime | timedelta | None,
+    labels: str | Iterable[str] | None,
     idempotency_key: str | None,
 ) -> FlowRunRequest:
     """The request for a child run under the current task run."""
@@ -61,7 +62,7 @@ def _request(
         idempotency_key=idempotency_key,
         run_name=run_name,
         scheduled_start_time=scheduled_start_time,
-        labels=tuple(labels or ()),
+        labels=labels,
         parent_flow_run_id=ctx.flow_run_id if ctx else None,
         parent_task_run_id=ctx.task_run_id if ctx else None,
     )
@@ -97,13 +98,15 @@ class StartFlowRun(Task):
         flow_name: the flow to run.
         project_name: its project.
         parameters: its parameter values; bind an upstream task to ``parameters``
-            to pass values computed at run time.
+            to pass values computed at run time (a task inside the dict is refused:
+            build the dict in a task).
         wait: False returns the child run id once created and sent; True ends when
             the child ends, takes its state, and returns ``{"flow_run_id", "state",
             "task_results"}``.
         run_name: a name for the child run.
-        scheduled_start_time: start the child no earlier than this.
-        labels: extra labels for the child run.
+        scheduled_start_time: start the child no earlier than this: an aware
+            datetime, or a timedelta from when the task runs.
+        labels: extra labels for the child run (a string is one label).
         idempotency_key: overrides the default key (parent flow run, task slug,
             map index) that makes a retried or redelivered task find its child.
         **task_options: the usual :class:`~orchestrator.task.Task` options.
@@ -116,18 +119,20 @@ class StartFlowRun(Task):
         parameters: dict[str, Any] | None = None,
         wait: bool = False,
         run_name: str | None = None,
-        scheduled_start_time: datetime | None = None,
-        labels: Iterable[str] | None = None,
+        scheduled_start_time: datetime | timedelta | None = None,
+        labels: str | Iterable[str] | None = None,
         idempotency_key: str | None = None,
         **task_options: Any,
     ) -> None:
+        refuse_nested_task(f"StartFlowRun of flow {flow_name!r}", "parameters", parameters)
+        start_time(scheduled_start_time)  # refuse a naive datetime now, not at run time
         self.flow_name = flow_name
         self.project_name = project_name
         self.parameters = parameters
         self.wait = wait
         self.run_name = run_name
         self.scheduled_start_time = scheduled_start_time
-        self.labels = list(labels or ())
+        self.labels = list(check_labels(labels))
         self.idempotency_key = idempotency_key
         task_options.setdefault("name", f"flow_{_slug(flow_name)}" if flow_name else None)
         super().__init__(**task_options)
@@ -149,8 +154,8 @@ class StartFlowRun(Task):
         parameters: dict[str, Any] | None = None,
         wait: bool | None = None,
         run_name: str | None = None,
-        scheduled_start_time: datetime | None = None,
-        labels: Iterable[str] | None = None,
+        scheduled_start_time: datetime | timedelta | None = None,
+        labels: str | Iterable[str] | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
         """Create (or find) the child flow run; with ``wait``, mirror it."""
@@ -165,8 +170,8 @@ class StartFlowRun(Task):
             project_name,
             parameters if parameters is not None else self.parameters,
             run_name or self.run_name,
-            scheduled_start_time or self.scheduled_start_time,
-            list(labels or ()) + self.labels,
+            self.scheduled_start_time if scheduled_start_time is None else scheduled_start_time,
+            [*check_labels(labels), *self.labels],
             key,
         )
         client = Client()
@@ -182,11 +187,14 @@ def create_flow_run(
     project_name: str,
     parameters: dict[str, Any] | None = None,
     run_name: str | None = None,
-    labels: list[str] | None = None,
+    labels: str | list[str] | None = None,
     idempotency_key: str | None = None,
-    scheduled_start_time: datetime | None = None,
+    scheduled_start_time: datetime | timedelta | None = None,
 ) -> str:
-    """Create and send a run of another flow; returns its id (idempotent per task run)."""
+    """Create and send a run of another flow; returns its id (idempotent per task run).
+
+    ``scheduled_start_time`` may be a timedelta from when the task runs; a string
+    ``labels`` is one label."""
     key = idempotency_key or default_idempotency_key()
     request = _request(
         flow_name, project_name, parameters, run_name, scheduled_start_time, labels, key
@@ -206,16 +214,23 @@ def wait_for_flow_run(flow_run_id: str) -> WaitForFlowRun:
 
 
 @task
-def get_task_run_result(flow_run_id: str, task_slug: str, map_index: int = -1) -> Any:
-    """The result of a task run of a finished flow run (place it after wait_for_flow_run)."""
-    client = Client()
+def get_task_run_result(flow_run_id: str, task_slug: str, map_index: int = -1) -> WaitForFlowRun:
+    """The result of one task run of a flow run, once that flow run has ended.
+
+    An unfinished flow run is waited for as ``wait_for_flow_run`` waits (on workers
+    no process is held meanwhile). The task then takes the task run's result when
+    the flow run succeeded, or the flow run's state when it did not (Failed, naming
+    the task run, when the flow run has no such task run or it did not succeed)."""
+    if not isinstance(flow_run_id, str) or not isinstance(task_slug, str):
+        raise ParameterError(
+            "get_task_run_result needs a flow run id and a task slug, got "
+            f"{type(flow_run_id).__name__} and {type(task_slug).__name__}"
+        )
     try:
-        run = client.backends.store.flow_runs.get(flow_run_id)
+        Client().backends.store.flow_runs.get(flow_run_id)
     except FlowRunNotFound as exc:
         raise FAIL(str(exc)) from None
-    if not State(run.state).is_final:
-        raise FAIL(f"flow run {flow_run_id} is still {run.state}; wait for it first")
-    return client.get_task_run_result(flow_run_id, task_slug, map_index)
+    return WaitForFlowRun(flow_run_id, takes=ChildTaskRun(task_slug, int(map_index)))
 
 
 __all__ = ["StartFlowRun", "create_flow_run", "get_task_run_result", "wait_for_flow_run"]

@@ -205,6 +205,10 @@ class Fleet:
                 )
         return "\n".join(lines) + "\n" + self.logs()
 
+    def log_text(self) -> str:
+        """Everything the workers printed, whole."""
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+
     def logs(self) -> str:
         """Everything the workers printed (for failure messages)."""
         out = []

@@ -1,5 +1,6 @@
 """The Celery app the workers register their tasks on, and what every task module
-shares: :class:`InfraRetrying` (the base task, retrying infrastructure faults), this
+shares: :class:`InfraRetrying` (the base task: waits and retries unbounded by
+Celery's retry counter, infrastructure faults retried with a bound of their own), this
 process's backends and concurrency :class:`~workers.slots.Slots` (built on first
 use; a starting worker warms them on Celery's ``worker_init``), who this worker is,
 and the shape of what the tasks return. Importing it connects to nothing. Imports
@@ -17,7 +18,9 @@ from typing import Any
 import redis
 from celery import Celery
 from celery import Task as CeleryTask
+from celery.exceptions import Retry
 from celery.signals import worker_init
+from celery.utils.time import get_exponential_backoff_interval
 
 from orchestrator.backends import Backends, backends, celery_app_for
 from orchestrator.config import Settings
@@ -27,6 +30,8 @@ from orchestrator.states import State
 from workers.slots import Slots
 
 __all__ = [
+    "FAULTS_HEADER",
+    "INFRA_FAULTS",
     "SETTINGS",
     "InfraRetrying",
     "app",
@@ -46,17 +51,76 @@ app: Celery = celery_app_for(SETTINGS)
 _HOSTNAME = socket.gethostname()
 
 
-class InfraRetrying(CeleryTask):  # type: ignore[misc]
-    """Base of our tasks: infrastructure faults (the database or Redis unreachable)
-    are retried with exponential backoff and jitter, up to 30 times (about a quarter
-    of an hour); after that the run is left to the sweeper. A user task's failure
-    never gets here: it is a recorded state."""
+#: The infrastructure faults a task is sent again for (with backoff), up to
+#: :attr:`InfraRetrying.max_faults` in a row.
+INFRA_FAULTS: tuple[type[BaseException], ...] = (
+    BackendUnavailable,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+#: The message header counting a task's infrastructure faults in a row.
+FAULTS_HEADER = "orchestrator_faults"
 
-    autoretry_for = (BackendUnavailable, redis.ConnectionError, redis.TimeoutError)
-    retry_backoff = 1
-    retry_backoff_max = 30
-    retry_jitter = True
-    max_retries = 30
+
+class InfraRetrying(CeleryTask):  # type: ignore[misc]
+    """Base of our tasks: every resend goes through :meth:`again` or the fault
+    handling here, never through Celery's retry counter (DESIGN rule 11).
+
+    Celery's ``max_retries`` counts every retry of a message, and its ``None``
+    means the task's default (30), not "forever". Here it is None on the class, so
+    Celery bounds nothing: waiting (for a slot, a child, a duplicate's twin) and a
+    user task's retries (bounded by the task's own ``max_retries``, counted in the
+    database) go on as long as they need. Infrastructure faults (the database or
+    Redis unreachable) keep a bound of their own: a count of faults in a row,
+    carried in a message header (:data:`FAULTS_HEADER`) and reset by every
+    :meth:`again`, so earlier waits eat none of it. They are sent again with
+    exponential backoff and jitter (1 s doubling to 30 s), up to
+    :attr:`max_faults` times in a row (about a quarter of an hour); after that the
+    task fails and the run is left to the sweeper. A user task's failure never
+    gets here: it is a recorded state."""
+
+    max_retries = None
+    #: Infrastructure faults in a row before the task gives up.
+    max_faults = 30
+    #: The longest backoff between two tries after a fault, in seconds.
+    fault_backoff_max = 30
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task; an infrastructure fault sends it again with backoff."""
+        try:
+            return super().__call__(*args, **kwargs)
+        except INFRA_FAULTS as exc:
+            resend = self._after_fault(exc)
+            if resend is None:
+                raise
+            raise resend from exc
+
+    def again(self, countdown: float) -> Retry:
+        """Send this task again in ``countdown`` seconds, however often it was sent
+        before (a wait or a user task's retry); raise what this returns.
+
+        The count of infrastructure faults in a row starts again from zero."""
+        return self.retry(countdown=countdown, headers=self._headers(0), throw=False)
+
+    def _after_fault(self, exc: BaseException) -> Retry | None:
+        """The resend with backoff after an infrastructure fault; None (let the
+        fault fail the task) after :attr:`max_faults` faults in a row, or outside a
+        worker."""
+        faults = self.faults() + 1
+        if faults > self.max_faults or self.request.called_directly:
+            return None
+        countdown = get_exponential_backoff_interval(
+            factor=1, retries=faults - 1, maximum=self.fault_backoff_max, full_jitter=True
+        )
+        return self.retry(exc=exc, countdown=countdown, headers=self._headers(faults), throw=False)
+
+    def faults(self) -> int:
+        """The infrastructure faults in a row before this delivery."""
+        return int((self.request.headers or {}).get(FAULTS_HEADER) or 0)
+
+    def _headers(self, faults: int) -> dict[str, Any]:
+        """This message's custom headers, with the count of faults in a row."""
+        return {**(self.request.headers or {}), FAULTS_HEADER: faults}
 
 
 @functools.cache

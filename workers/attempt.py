@@ -88,6 +88,7 @@ def execute(
         call=logcapture.traced,
         timeout_errors=(SoftTimeLimitExceeded,),
         around=functools.partial(_held, b, run.id, limited, tr, owner),
+        max_bytes=b.settings.max_value_bytes,
     )
 
 

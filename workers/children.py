@@ -1,40 +1,40 @@
-"""A node that waits for a child flow run (``StartFlowRun(wait=True)``):
-:func:`splice_child` starts the child when it has not started (a one-task child
-runs at once inside the node, any other child's canvas replaces the node), and
-closes with ``mirror`` (and ``finalize`` when the node ends its flow), or retries
-while the child waits for a slot or runs elsewhere. Imports Celery, the pure core
-(constants, requests, states), :mod:`orchestrator.db` and :mod:`workers.app`,
+"""A node that waits for a child flow run (``StartFlowRun(wait=True)``,
+``wait_for_flow_run``, ``get_task_run_result``): :func:`splice_child` starts the
+child when it has not started (a one-task child runs at once inside the node, any
+other child's canvas replaces the node), and closes with ``mirror`` (and
+``finalize`` when the node ends its flow), or sends itself again while the child
+waits for a slot or runs elsewhere. Imports Celery, the pure core (requests,
+states), :mod:`orchestrator.db` and :mod:`workers.app`,
 :mod:`workers.begin`, :mod:`workers.finalize`, :mod:`workers.flow_cache`,
 :mod:`workers.handling`,
 :mod:`workers.inline`, :mod:`workers.mirroring`, :mod:`workers.signatures`."""
 
 from __future__ import annotations
 
-from celery import Task as CeleryTask
+import dataclasses
+
 from celery import chain
 from celery.canvas import Signature
 
-import orchestrator.constants as constants
 from orchestrator.db import Link
+from orchestrator.db.models import FlowRun
 from orchestrator.requests import NewFlowRun
 from orchestrator.states import State
-from workers.app import current_backends, current_slots
+from workers.app import SETTINGS, InfraRetrying, current_backends, current_slots
 from workers.begin import STARTABLE, AnyRun, arrival, begin, queue_for_slot
 from workers.finalize import finalize_run
 from workers.flow_cache import LoadedFlow, loaded
 from workers.handling import handled_task
 from workers.inline import Finished, HandedOver, NotMine, run_inline
-from workers.mirroring import Waiting
+from workers.mirroring import Waiting, mirror_child
 from workers.signatures import build_canvas, finalize_signature, mirror_signature
 
 __all__ = ["splice_child"]
 
 
 def splice_child(
-    task: CeleryTask,
-    flow_run_id: str,
-    slug: str,
-    map_index: int,
+    task: InfraRetrying,
+    waiting: Waiting,
     child_id: str,
     lf: LoadedFlow | None,
     finalize: bool,
@@ -47,13 +47,12 @@ def splice_child(
     task and its state is mirrored here too (the child stored, started and linked
     to in one transaction, the mirrored state written with its end); any other
     child's canvas replaces this node, followed by ``mirror`` (and ``finalize``
-    when this node ends its flow).
+    when this node ends its flow). A child that runs elsewhere is waited for by
+    ``mirror``, which looks again until it ends; a final one is mirrored at once.
 
     Args:
         task: the node task (bound), replaced or retried.
-        flow_run_id: the waiting task run's flow run.
-        slug: its task.
-        map_index: its index among a mapped task's children (-1: not one).
+        waiting: the waiting task run (and what it takes from the child).
         child_id: the child run.
         lf: the waiting run's flow, when the caller has it.
         finalize: this node ends its flow.
@@ -63,9 +62,8 @@ def splice_child(
     Returns:
         The waiting task run's recorded state, when the child ended here.
     """
-    waiting = Waiting(flow_run_id, slug, map_index)
-    if lf is not None and (handler_task := handled_task(lf, slug)) is not None:
-        waiting = Waiting(flow_run_id, slug, map_index, handler_task, lf.version.name)
+    if lf is not None and (handler_task := handled_task(lf, waiting.slug)) is not None:
+        waiting = dataclasses.replace(waiting, task=handler_task, flow_name=lf.version.name)
     return _Splice(task, waiting, child_id, lf, finalize, link, new).run()
 
 
@@ -74,7 +72,7 @@ class _Splice:
 
     def __init__(
         self,
-        task: CeleryTask,
+        task: InfraRetrying,
         waiting: Waiting,
         child_id: str,
         lf: LoadedFlow | None,
@@ -140,6 +138,7 @@ class _Splice:
                 link.flow_run_id,
                 State.RUNNING,
                 link.message,
+                link.takes,
                 owner=link.owner,
                 child_flow_run_id=self.child_id,
             )
@@ -154,12 +153,16 @@ class _Splice:
                 self.head = build_canvas(child_lf, self.child_id)
         elif self.head is None and state is State.RUNNING:
             return self._resume()
+        elif self.head is None and state.is_final:
+            w = self.waiting
+            assert isinstance(child, FlowRun)  # stored by _store_and_link
+            return Finished(state, mirror_child(w, child))
         elif self.head is None and state in STARTABLE:
             # no slot for the child yet: it waits in Queued, and this node holds no
             # process; the parent is touched (alive: the sweeper leaves it be)
             queue_for_slot(child, state, loaded(self.store, child.flow_id))
             self.store.flow_runs.touch(self.waiting.flow_run_id)
-            raise self.task.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
+            raise self.task.again(SETTINGS.recheck_seconds)
         return None
 
     def _resume(self) -> Finished | None:
@@ -172,7 +175,7 @@ class _Splice:
         if isinstance(inline, Finished):
             return inline
         if isinstance(inline, NotMine):  # held by a live lease: look again shortly
-            raise self.task.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
+            raise self.task.again(SETTINGS.recheck_seconds)
         self.head = inline.signature
         return None
 
@@ -187,9 +190,16 @@ class _Splice:
         """What replaces this node: the head (if any), ``mirror``, maybe ``finalize``."""
         w = self.waiting
         shadow = self.task.request.shadow or f"{w.slug}/mirror"  # keeps flow/slug in Flower
+        takes = w.takes.as_json() if w.takes is not None else None
         tail = [
             mirror_signature(
-                w.flow_run_id, w.slug, self.child_id, w.map_index, shadow, w.task is not None
+                w.flow_run_id,
+                w.slug,
+                self.child_id,
+                w.map_index,
+                shadow,
+                takes,
+                handlers=w.task is not None,
             )
         ]
         if self.finalize:

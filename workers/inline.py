@@ -177,16 +177,18 @@ def _attempt(job: _Inline, claim: Claim, fresh: bool) -> InlineResult:
             return _ended(job, State(finalize_run(run_id, job.lf)["state"]))
         return HandedOver(job.handover) if claim.task_run.child_flow_run_id else NotMine()
     outcome = execute(job.lf, claim.flow_run, claim.task_run, job.slug, -1, None, job.owner, fresh)
-    if outcome.wait_for is not None:
-        if outcome.wait_for.new is not None:
-            store.flow_runs.insert(outcome.wait_for.new)
+    wait_for = outcome.wait_for
+    if wait_for is not None:
+        if wait_for.new is not None:
+            store.flow_runs.insert(wait_for.new)
         store.task_runs.finish(
             job.tr_id,
             run_id,
             State.RUNNING,
             outcome.message,
+            wait_for.takes.as_json() if wait_for.takes is not None else None,
             owner=job.owner,
-            child_flow_run_id=outcome.wait_for.flow_run_id,
+            child_flow_run_id=wait_for.flow_run_id,
         )
         return HandedOver(job.handover)  # the node splices the child in
     if outcome.state is not State.RETRYING and job.lf.reference == [job.slug]:
@@ -214,7 +216,9 @@ def _end_flow(job: _Inline, claim: Claim, outcome: Outcome) -> InlineResult:
     mirror = None
     if job.waiting is not None:
         w = job.waiting
-        taken = mirrored(w, run_id, final, message, {**job.params, job.slug: outcome.result})
+        runs = {(slug, -1): (State.SUCCESS, value) for slug, value in job.params.items()}
+        runs[(job.slug, -1)] = (outcome.state, outcome.result)
+        taken = mirrored(w, run_id, final, message, runs)
         mirror = Mirror(w.task_run_id, w.flow_run_id, taken.state, taken.message, taken.result)
     task_done, flow_done, took = b.store.runs.finish_task_and_flow(
         job.tr_id,

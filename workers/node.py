@@ -1,20 +1,20 @@
 """The ``node`` task: one task run of a flow run. It claims the task run, runs the
 code (a mapped task's own node fans out instead), splices in a child run it waits
-for, records the outcome and retries for a retry or a duplicate delivery; with
-``finalize`` it then records the flow run's state. It returns the recorded state,
-the same bytes on every delivery. Imports Celery, the pure core (constants, ids,
-mapping, states), :mod:`orchestrator.db` and :mod:`workers.app`, :mod:`workers.attempt`,
+for, records the outcome and sends itself again for a retry or a duplicate
+delivery (never bounded by Celery's retry counter); with ``finalize`` it then
+records the flow run's state. It returns the recorded state, the same bytes on
+every delivery. Imports Celery, the pure core (constants, engine, ids, mapping,
+states), :mod:`orchestrator.db` and :mod:`workers.app`, :mod:`workers.attempt`,
 :mod:`workers.children`, :mod:`workers.finalize`, :mod:`workers.flow_cache`,
-:mod:`workers.mapping`."""
+:mod:`workers.mapping`, :mod:`workers.mirroring`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Task as CeleryTask
-
 import orchestrator.constants as constants
 from orchestrator.db import Claim, Link
+from orchestrator.engine import ChildTaskRun
 from orchestrator.ids import task_run_id
 from orchestrator.mapping import Element
 from orchestrator.states import State
@@ -33,13 +33,14 @@ from workers.children import splice_child
 from workers.finalize import finalize_run
 from workers.flow_cache import loaded
 from workers.mapping import fan_out
+from workers.mirroring import Waiting
 
 __all__ = ["node"]
 
 
 @app.task(name=constants.NODE, bind=True, base=InfraRetrying)
 def node(
-    self: CeleryTask,
+    self: InfraRetrying,
     flow_run_id: str,
     slug: str,
     map_index: int = -1,
@@ -67,42 +68,36 @@ def node(
         child = Element.from_wire(element, states) if map_index >= 0 else None
         outcome = execute(lf, run, tr, slug, map_index, child, owner)
     if outcome.wait_for is not None:
-        link = Link(tr_id, flow_run_id, owner, outcome.message)
         wait_for = outcome.wait_for
-        return splice_child(
-            self,
-            flow_run_id,
-            slug,
-            map_index,
-            wait_for.flow_run_id,
-            lf,
-            finalize,
-            link,
-            wait_for.new,
-        )
+        takes = wait_for.takes
+        link = Link(tr_id, flow_run_id, owner, outcome.message, takes.as_json() if takes else None)
+        waiting = Waiting(flow_run_id, slug, map_index, takes)
+        return splice_child(self, waiting, wait_for.flow_run_id, lf, finalize, link, wait_for.new)
     if not store.task_runs.finish(
         tr_id, flow_run_id, outcome.state, outcome.message, outcome.result, owner=owner
     ):
         return recorded(store.task_runs.get(tr_id) or tr)  # another delivery recorded it
     if outcome.state is State.RETRYING:
-        raise self.retry(countdown=outcome.retry_in or 0, max_retries=None)
+        raise self.again(outcome.retry_in or 0)
     if finalize:
         finalize_run(flow_run_id, lf, run, {slug: outcome.state} if map_index < 0 else None)
     return recorded_state(tr_id, outcome.state)
 
 
 def _held_elsewhere(
-    self: CeleryTask, flow_run_id: str, claim: Claim, slug: str, map_index: int, finalize: bool
+    self: InfraRetrying, flow_run_id: str, claim: Claim, slug: str, map_index: int, finalize: bool
 ) -> dict[str, str]:
     """A task run this delivery could not claim: it waits for a child (splice it in
     again), is still running elsewhere (look again shortly), or is final (its
     recorded state, the same bytes as the delivery that recorded it)."""
     tr = claim.task_run
     if tr.child_flow_run_id and not State(tr.state).is_final:
+        # while it waits, its result holds what it takes from the child
+        waiting = Waiting(flow_run_id, slug, map_index, ChildTaskRun.from_json(tr.result))
         lf = loaded(current_backends().store, claim.flow_run.flow_id)
-        return splice_child(self, flow_run_id, slug, map_index, tr.child_flow_run_id, lf, finalize)
+        return splice_child(self, waiting, tr.child_flow_run_id, lf, finalize)
     if not State(tr.state).is_final:
-        raise self.retry(countdown=constants.DUPLICATE_RECHECK_SECONDS, max_retries=None)
+        raise self.again(SETTINGS.recheck_seconds)
     if finalize:
         finalize_run(flow_run_id)
     return recorded(tr)

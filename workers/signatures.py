@@ -70,14 +70,22 @@ def finalize_signature(lf: LoadedFlow, flow_run_id: str) -> Signature:
 
 
 def mirror_signature(
-    flow_run_id: str, slug: str, child_id: str, map_index: int, shadow: str, handlers: bool = False
+    flow_run_id: str,
+    slug: str,
+    child_id: str,
+    map_index: int,
+    shadow: str,
+    takes: dict[str, Any] | None = None,
+    handlers: bool = False,
 ) -> Signature:
     """The signature of ``mirror``: task run ``slug`` takes child run ``child_id``'s
-    final state; ``shadow`` is the name it shows (the waiting node's); ``handlers``:
-    the waiting task has state handlers to call."""
+    final state (``takes``: one of its task runs' result); ``shadow`` is the name it
+    shows (the waiting node's); ``handlers``: the waiting task has state handlers to
+    call."""
+    args: tuple[Any, ...] = (flow_run_id, slug, child_id, map_index)
     return app.signature(
         constants.MIRROR,
-        args=(flow_run_id, slug, child_id, map_index),
+        args=args if takes is None else (*args, takes),
         kwargs={"handlers": True} if handlers else {},
         immutable=True,
         shadow=shadow,

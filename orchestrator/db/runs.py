@@ -34,12 +34,15 @@ class Link:
         flow_run_id: its flow run.
         owner: the lease it holds.
         message: its new message (naming the child).
+        takes: what it takes from the child when that ends (kept as its result
+            while it waits): None for the child's state, or one task run's result.
     """
 
     task_run_id: str
     flow_run_id: str
     owner: str
     message: str | None
+    takes: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ class Runs:
                     link.flow_run_id,
                     State.RUNNING,
                     link.message,
+                    link.takes,
                     owner=link.owner,
                     child_flow_run_id=flow_run_id,
                 )

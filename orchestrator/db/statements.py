@@ -130,7 +130,8 @@ def finish_task_run(final: bool, leased: bool, child: bool) -> Any:
         final: the new state is final (the result, end time, lease cleared).
         leased: only while ``owner`` holds the lease of the Running task run (else
             only from one of the ``allowed`` states).
-        child: also record the child flow run it waits for.
+        child: also record the child flow run it waits for (and, when not
+            ``final``, ``new_result``: what it takes from that child).
     """
     values: dict[str, Any] = {"state": bindparam("new_state"), "message": bindparam("new_message")}
     if final:
@@ -143,6 +144,8 @@ def finish_task_run(final: bool, leased: bool, child: bool) -> Any:
         )
     if child:
         values["child_flow_run_id"] = bindparam("child")
+        if not final:  # what the waiting task run takes from the child, kept till then
+            values["result"] = bindparam("new_result", type_=_tr.result.type)
     cond = [_tr.id == bindparam("target")]
     if leased:
         cond += [_tr.lease_owner == bindparam("owner"), _tr.state == State.RUNNING.value]

@@ -127,7 +127,7 @@ def finish_in(
     else:
         params["allowed"] = [x.value for x in states_before(state)]
     if child_flow_run_id is not None:
-        params["child"] = child_flow_run_id
+        params.update(child=child_flow_run_id, new_result=result)
     stmt = sql.finish_task_run(final, owner is not None, child_flow_run_id is not None)
     done = rowcount(tx.execute(stmt, params))
     if done:
@@ -276,7 +276,9 @@ class TaskRuns:
             flow_run_id: its flow run.
             state: the new state.
             message: the new message.
-            result: the result, recorded when ``state`` is final.
+            result: the result, recorded when ``state`` is final (with
+                ``child_flow_run_id``, what the waiting task run takes from the
+                child, kept as its result while it waits).
             owner: the lease that must be held.
             child_flow_run_id: the child flow run it now waits for.
 
@@ -297,6 +299,7 @@ class TaskRuns:
                 .values(
                     state=State.CANCELLED.value,
                     message=message,
+                    result=None,  # a waiting one kept what it would take from its child
                     end_time=utcnow(),
                     lease_owner=None,
                     lease_until=None,
