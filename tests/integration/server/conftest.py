@@ -109,13 +109,23 @@ def browser() -> Iterator[object]:
 
 
 def screenshot(driver: object, name: str) -> Path:
-    """Save the page as ``ARTIFACTS/name.png`` (the whole page's height)."""
+    """Save the whole page (beyond the window's height) as ``ARTIFACTS/name.png``."""
+    import base64
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
-    driver.set_window_size(1400, max(900, min(int(height) + 40, 4000)))  # type: ignore[attr-defined]
+    size = driver.execute_script(  # type: ignore[attr-defined]
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+    )
+    shot = driver.execute_cdp_cmd(  # type: ignore[attr-defined]
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size[0], "height": min(size[1], 6000), "scale": 1},
+        },
+    )
     path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))  # type: ignore[attr-defined]
-    driver.set_window_size(1400, 1100)  # type: ignore[attr-defined]
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
 
 
@@ -137,6 +147,13 @@ class EventStream:
         self._thread.start()
 
     def _read(self) -> None:
+        try:
+            self._read_events()
+        except (httpx.HTTPError, OSError, ValueError):
+            if not self._stop.is_set():
+                raise
+
+    def _read_events(self) -> None:
         import json
 
         with self._client.stream("GET", f"/api/events{self._query}", headers=self._headers) as r:
