@@ -67,7 +67,7 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
 ]
 
 #: The policy of the OpenAPI docs page alone: FastAPI's Swagger UI loads from its CDN

@@ -134,12 +134,15 @@ def csrf_ok(request: Request, presented: str | None) -> bool:
 
 
 def same_origin(request: Request) -> bool:
-    """False when the browser says a request comes from another site (``Origin`` of
-    another host, or ``Sec-Fetch-Site: cross-site``); True otherwise."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return False
+    """False when the browser says a request comes from another site: its
+    ``Sec-Fetch-Site`` is neither ``same-origin`` nor ``none``, or (from browsers
+    without it) its ``Origin`` names another host or is ``null``. True for requests
+    that say neither (scripts, curl): CSRF needs a browser."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
+    if origin is None:
+        return True
     host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1].rstrip("/").lower() == host.lower()
+    return origin != "null" and origin.split("://", 1)[-1].rstrip("/").lower() == host.lower()
