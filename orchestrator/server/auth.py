@@ -86,7 +86,7 @@ class Guard:
 
     def session(self, role: Role, now: float | None = None) -> str:
         """A session cookie value for ``role``, valid for :data:`SESSION_SECONDS`."""
-        expiry = int((now or time.time()) + SESSION_SECONDS)
+        expiry = int((time.time() if now is None else now) + SESSION_SECONDS)
         body = f"{role}.{expiry}"
         return f"{body}.{self._sign(body)}"
 
