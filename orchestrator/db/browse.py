@@ -98,7 +98,8 @@ def tree_cte(root_ids: Sequence[str], name: str = "tree") -> CTE:
     step = (
         select(cte.c.root, _fr.id, _fr.state, (cte.c.depth + 1).label("depth"))
         .join(cte, _fr.parent_flow_run_id == cte.c.id)
-        .where(cte.c.depth < MAX_TREE_DEPTH)
+        # IS NOT NULL: lets the planner prove the partial ix_flow_runs_parent usable
+        .where(cte.c.depth < MAX_TREE_DEPTH, _fr.parent_flow_run_id.is_not(None))
     )
     return cte.union_all(step)
 

@@ -3,16 +3,18 @@ a given event id, each with its run's parent and flow name and its task's slug (
 query per batch), and the state each key (flow run, task run) was in before a given
 event, for the events whose previous state the reader has not seen. The server reads
 it for ``/api/events``. Imports SQLAlchemy, the standard library, the sibling modules
-database, models and statements."""
+browse, database and statements."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
+from orchestrator.db.browse import tree_cte
 from orchestrator.db.database import Database
 from orchestrator.db.statements import EVENTS, FLOW_RUNS, FLOWS, TASK_RUNS
 
@@ -71,7 +73,13 @@ class Events:
         row = self._db.one(select(func.max(_e.id)))
         return int(row[0]) if row is not None and row[0] is not None else 0
 
-    def since(self, after: int, also: Iterable[int] = (), limit: int = 1000) -> list[EventRow]:
+    def since(
+        self,
+        after: int,
+        also: Iterable[int] = (),
+        limit: int = 1000,
+        tree_of: str | None = None,
+    ) -> list[EventRow]:
         """The events with an id above ``after`` (and those of ``also``), oldest first.
 
         Args:
@@ -79,12 +87,15 @@ class Events:
             also: ids below it to look at again (gaps: transactions that may commit
                 late, as ids are handed out before commit).
             limit: at most this many.
+            tree_of: only the events of this run and of every run under it.
 
         Returns:
             The events with their run's parent and flow and their task's slug.
         """
         again = list(also)
-        cond = _e.id > after if not again else or_(_e.id > after, _e.id.in_(again))
+        cond: Any = _e.id > after if not again else or_(_e.id > after, _e.id.in_(again))
+        if tree_of is not None:
+            cond = and_(cond, _e.flow_run_id.in_(select(tree_cte([tree_of], "watched").c.id)))
         q = (
             select(
                 EVENTS,

@@ -62,7 +62,14 @@ class FlowRun(Base):
 
     __tablename__ = "flow_runs"
     __table_args__ = (
-        Index("ix_flow_runs_parent", "parent_flow_run_id"),
+        # children by parent; partial, so that a query for the roots (IS NULL) takes
+        # ix_flow_runs_roots, in order, even on SQLite (no statistics) (migration 0004)
+        Index(
+            "ix_flow_runs_parent",
+            "parent_flow_run_id",
+            postgresql_where=text("parent_flow_run_id IS NOT NULL"),
+            sqlite_where=text("parent_flow_run_id IS NOT NULL"),
+        ),
         # newest-first keyset pages (migration 0004)
         Index("ix_flow_runs_created_id", "created", "id"),
         Index("ix_flow_runs_state_created", "state", "created", "id"),

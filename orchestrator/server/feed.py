@@ -130,13 +130,14 @@ class Feed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last = 0
+        self._idle = True
         self._gaps: dict[int, float] = {}
         self._states = _Memory()
         self._parents = _Memory()
 
     def start(self) -> None:
-        """Start reading (from the newest event on) in a thread of its own."""
-        self._last = self.store.events.last_id()
+        """Start reading in a thread of its own (from the newest event on, once someone
+        watches)."""
         self._thread = threading.Thread(target=self._run, name="orchestrator-feed", daemon=True)
         self._thread.start()
 
@@ -151,10 +152,14 @@ class Feed:
             with contextlib.suppress(RuntimeError):  # its loop is closed already
                 sub.loop.call_soon_threadsafe(sub.offer, None)
 
-    def subscribe(self, run_id: str | None) -> Subscriber:
-        """A new watcher of ``run_id`` and every run under it (None: of every run)."""
-        sub = Subscriber(asyncio.get_running_loop(), run_id)
+    def subscribe(self, run_id: str | None, loop: asyncio.AbstractEventLoop) -> Subscriber:
+        """A new watcher of ``run_id`` and every run under it (None: of every run), fed
+        on ``loop``; every event recorded after this call reaches it. Blocks on the
+        database when nobody watched (call it in a worker thread)."""
+        sub = Subscriber(loop, run_id)
         with self._lock:
+            if self._idle:  # nobody watched: read on from the newest event
+                self._last, self._gaps, self._idle = self.store.events.last_id(), {}, False
             self._subscribers.add(sub)
         return sub
 
@@ -169,7 +174,7 @@ class Feed:
         out: list[Change] = []
         read = 0
         while read < most:
-            rows = self.store.events.since(after, (), BATCH)
+            rows = self.store.events.since(after, (), BATCH, tree_of=run_id)
             if not rows:
                 break
             read += len(rows)
@@ -195,11 +200,11 @@ class Feed:
     def _tick(self) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
-        if not subscribers:
-            # nobody watches: skip ahead, and forget states that may change unseen
-            self._last, self._gaps = self.store.events.last_id(), {}
-            self._states.clear()
-            return
+            if not subscribers:
+                # nobody watches: no reads; forget the states, which may change unseen
+                self._idle = True
+                self._states.clear()
+                return
         while True:
             rows = self.store.events.since(self._last, list(self._gaps), BATCH)
             if not rows:

@@ -33,7 +33,7 @@ def frame(change: Change) -> str:
 
 async def _stream(feed: Feed, start: int | None, run: str | None) -> AsyncIterator[str]:
     # subscribed once streaming starts, so a request dropped before never leaks one
-    sub = feed.subscribe(run)
+    sub = await run_in_threadpool(feed.subscribe, run, asyncio.get_running_loop())
     try:
         yield "retry: 2000\n: connected\n\n"
         replayed: set[int] = set()
