@@ -23,7 +23,16 @@ SHOWN_WAITING = 100
 
 @dataclass(frozen=True)
 class LimitInfo:
-    """A label's limit and how its slots are used right now."""
+    """A label's limit and how its slots are used right now.
+
+    Attributes:
+        label: the label.
+        limit: how many runs with it may run at once.
+        used: how many slots are held (live leases).
+        waiting: how many runs wait for a slot.
+        holders: the ids of the runs holding its slots.
+        waiting_runs: the ids of the first :data:`SHOWN_WAITING` waiting runs, in arrival order.
+    """
 
     label: str
     limit: int

@@ -18,7 +18,7 @@ import pytest
 from orchestrator.loader import flows_in
 from orchestrator.processes import ServerProcess
 from tests.conftest import ROOT, Fleet
-from tests.flows import served
+from tests.flows import children, served
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -54,12 +54,15 @@ def start_server(fleet: Fleet, log_path: Path, **env: str) -> Served:
 
 
 def register_flows(fleet: Fleet) -> None:
-    """The seed's flows (examples/, project "examples") and the server tests' flows."""
+    """The seed's flows (examples/, project "examples"), the server tests' flows and
+    the StartFlowRun tests' (a parent whose child fails)."""
     for listing in ("seed_flows.py", "flow_of_flows.py"):
         for flow in flows_in(str(ROOT / "examples" / listing)):
             fleet.client.register(flow, "examples")
     for flow in served.FLOWS:
         fleet.client.register(flow, served.PROJECT)
+    for flow in children.CHILDREN + children.PARENTS:
+        fleet.client.register(flow, children.PROJECT)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from orchestrator.states import State
-from tests.flows import served
+from tests.flows import children, served
 from tests.integration.server.conftest import Served
 
 
@@ -71,6 +71,23 @@ def test_root_list_shows_the_seed_parent_and_none_of_its_children(
     everything = {r["id"]: r for r in all_pages(server, "project=examples&limit=500")}
     assert set(children) <= set(everything)
     assert {everything[c]["parent_flow_run_id"] for c in children} == {seed_run["id"]}
+
+
+def test_a_parent_whose_child_failed_shows_it_in_the_root_list(server: Served) -> None:
+    # Given a parent whose first child fails (and whose second runs after it anyway)
+    client = server.fleet.client
+    run_id = client.create_flow_run("parent-mirror", children.PROJECT)
+    info = client.wait_for_flow_run(run_id, timeout=90)
+    assert info.state is State.FAILED, info.message
+    # When the roots of its project are listed
+    roots = {r["id"]: r for r in all_pages(server, f"root=true&project={children.PROJECT}")}
+    # Then its row says one run under it failed, at a glance
+    assert roots[run_id]["state"] == "Failed"
+    rollup = roots[run_id]["descendants"]
+    assert rollup["failed"] == 1 and rollup["states"]["Failed"] == 1
+    assert next(iter(rollup["states"])) == "Failed"  # trouble first
+    failed = server.http.get(f"/api/flow-runs?root=true&state=Failed&project={children.PROJECT}").json()
+    assert run_id in [r["id"] for r in failed["runs"]]
 
 
 def test_tree_names_a_b_c_d_with_their_states_and_times(

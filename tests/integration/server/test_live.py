@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from orchestrator.states import State
-from tests.flows import served
+from tests.flows import children, served
 from tests.integration.server.conftest import EventStream, Served, screenshot
 
 FINAL = {"Success", "Failed", "Cancelled", "Skipped", "TimedOut", "TriggerFailed"}
@@ -150,6 +150,12 @@ def test_list_page_shows_roots_with_their_children_rolled_up(server: Served, bro
     assert row.find_element(By.CSS_SELECTOR, ".rollup").text == "4 Success"
     info = client.get_flow_run(run_id)
     assert not driver.find_elements(By.CSS_SELECTOR, f'tr[data-node="{info.children[0]}"]')
+    # and unfiltered, a parent whose child failed shows it in its row
+    failing = client.create_flow_run("parent-mirror", children.PROJECT)
+    assert client.wait_for_flow_run(failing, timeout=90).state is State.FAILED
+    driver.get(f"{server.url}/")
+    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-node="{failing}"]')
+    assert row.find_element(By.CSS_SELECTOR, ".rollup .badge").text == "1 Failed"
     screenshot(driver, "runs-list")
     # And each catalog page opens
     for path, heading in (("/flows", "Flows"), ("/schedules", "Schedules"), ("/limits", "Concurrency limits")):  # fmt: skip
