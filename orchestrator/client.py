@@ -3,7 +3,8 @@
 asks for (:mod:`orchestrator.inprocess`), so ``Flow.register()`` and ``flow.run()``
 of a Flow-of-Flows work without the core importing the client.
 
-May import the backends, the registry, infos, concurrency, inprocess and the core;
+May import the backends, the registry, infos, browsing, concurrency, inprocess and
+the core;
 never the CLI or the workers."""
 
 from __future__ import annotations
@@ -20,10 +21,20 @@ from redis.client import PubSub
 import orchestrator.constants as constants
 import orchestrator.hooks as hooks
 from orchestrator.backends import Backends, backends
+from orchestrator.browsing import (
+    FlowRunPage,
+    LogPage,
+    RunNode,
+    build_tree,
+    decode_cursor,
+    encode_cursor,
+    log_line,
+    summary,
+)
 from orchestrator.concurrency import LimitInfo, delete_limit, list_limits, set_limit
 from orchestrator.config import Settings
 from orchestrator.engine import Outcome
-from orchestrator.errors import FlowRunTimeout, TaskRunNotFound
+from orchestrator.errors import FlowRunNotFound, FlowRunTimeout, TaskRunNotFound
 from orchestrator.infos import FlowRunInfo, TaskRunInfo, flow_run_info, summary_info
 from orchestrator.inprocess import InProcessServices, run_stored
 from orchestrator.parameters import resolve_parameters
@@ -148,6 +159,85 @@ class Client:
     def list_flow_runs(self, limit: int = 20, state: State | None = None) -> list[FlowRunInfo]:
         """The newest flow runs (without their task runs)."""
         return [summary_info(s) for s in self.backends.store.flow_runs.list_summaries(limit, state)]
+
+    def flow_runs_page(
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        roots: bool = False,
+        state: State | None = None,
+        flow: str | None = None,
+        project: str | None = None,
+    ) -> FlowRunPage:
+        """One page of flow runs, newest first, each with its descendants' states counted.
+
+        Args:
+            limit: at most this many runs (1 to 500).
+            cursor: the ``next_cursor`` of the previous page.
+            roots: only runs that no other run started.
+            state: only runs in this state.
+            flow: only runs of flows with this name.
+            project: only runs of flows in this project.
+
+        Raises:
+            InvalidCursor: ``cursor`` is not one a page handed out.
+        """
+        limit = max(1, min(limit, 500))
+        before = None
+        if cursor:
+            moment, key = decode_cursor(cursor, str)
+            before = (moment, str(key))
+        store = self.backends.store
+        rows = store.browse.page(limit + 1, roots, state, flow, project, before)
+        more, rows = len(rows) > limit, rows[:limit]
+        counts = store.browse.descendant_states([r.run.id for r in rows])
+        runs = [summary(r, counts.get(r.run.id)) for r in rows]
+        last = rows[-1].run if rows else None
+        token = encode_cursor(last.created, last.id) if more and last else None
+        return FlowRunPage(runs, token)
+
+    def flow_run_tree(self, flow_run_id: str) -> RunNode:
+        """A flow run with every run under it and all their task runs (two queries).
+
+        Raises:
+            FlowRunNotFound: no such run.
+        """
+        rows, task_runs = self.backends.store.browse.tree(flow_run_id)
+        if not rows:
+            raise FlowRunNotFound(f"no flow run {flow_run_id!r}")
+        return build_tree(rows, task_runs)
+
+    def flow_run_logs(
+        self,
+        flow_run_id: str,
+        descendants: bool = False,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> LogPage:
+        """The log lines of a flow run (and of the runs under it), oldest first.
+
+        Args:
+            flow_run_id: the run.
+            descendants: also its children's lines, their children's, ...
+            limit: at most this many lines (1 to 10,000).
+            cursor: the ``next_cursor`` of the previous page.
+
+        Raises:
+            FlowRunNotFound: no such run.
+            InvalidCursor: ``cursor`` is not one a page handed out.
+        """
+        store = self.backends.store
+        store.flow_runs.get(flow_run_id)
+        limit = max(1, min(limit, 10_000))
+        after = None
+        if cursor:
+            moment, key = decode_cursor(cursor, int)
+            after = (moment, int(key))
+        rows = store.browse.logs(flow_run_id, descendants, limit + 1, after)
+        more, rows = len(rows) > limit, rows[:limit]
+        lines = [log_line(r) for r in rows]
+        token = encode_cursor(lines[-1].timestamp, lines[-1].id) if more and lines else None
+        return LogPage(lines, token)
 
     def wait_for_flow_run(
         self,

@@ -17,15 +17,29 @@ import orchestrator.constants as constants
 from orchestrator.errors import ConcurrencyLimitError
 from orchestrator.labels import check_label
 
+#: How many waiting runs :func:`list_limits` names per label (all are counted).
+SHOWN_WAITING = 100
+
 
 @dataclass(frozen=True)
 class LimitInfo:
-    """A label's limit and how its slots are used right now."""
+    """A label's limit and how its slots are used right now.
+
+    Attributes:
+        label: the label.
+        limit: how many runs with it may run at once.
+        used: how many slots are held (live leases).
+        waiting: how many runs wait for a slot.
+        holders: the ids of the runs holding its slots.
+        waiting_runs: the ids of the first :data:`SHOWN_WAITING` waiting runs, in arrival order.
+    """
 
     label: str
     limit: int
     used: int
     waiting: int
+    holders: tuple[str, ...] = ()
+    waiting_runs: tuple[str, ...] = ()
 
     @property
     def free(self) -> int:
@@ -50,12 +64,20 @@ def delete_limit(client: redis.Redis, label: str) -> bool:
 
 
 def list_limits(client: redis.Redis) -> list[LimitInfo]:
-    """Every limit, with the slots in use (live leases) and the runs waiting."""
+    """Every limit, with the runs holding its slots (live leases) and the runs waiting
+    (the first :data:`SHOWN_WAITING` of them, in arrival order)."""
     now = int(time.time() * 1000)
     out = []
     for raw_label, raw_limit in sorted(client.hgetall(constants.LIMITS).items()):
-        label = raw_label.decode() if isinstance(raw_label, bytes) else str(raw_label)
-        used = int(client.zcount(constants.SLOTS + label, now, "+inf"))
+        label = _text(raw_label)
+        holders = [_text(m) for m in client.zrangebyscore(constants.SLOTS + label, now, "+inf")]
         waiting = int(client.zcard(constants.WAITING + label))
-        out.append(LimitInfo(label, int(raw_limit), used, waiting))
+        first = [_text(m) for m in client.zrange(constants.WAITING + label, 0, SHOWN_WAITING - 1)]
+        out.append(
+            LimitInfo(label, int(raw_limit), len(holders), waiting, tuple(holders), tuple(first))
+        )
     return out
+
+
+def _text(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -10,6 +10,7 @@ Pure: imports only the standard library.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ ENV_HOME = "ORCHESTRATOR_HOME"
 ENV_REDIS_URL = "ORCHESTRATOR_REDIS_URL"
 ENV_DATABASE_URL = "ORCHESTRATOR_DATABASE_URL"
 ENV_QUEUE = "ORCHESTRATOR_QUEUE"
+ENV_SERVER_TOKEN = "ORCHESTRATOR_SERVER_TOKEN"
+ENV_SERVER_READ_TOKEN = "ORCHESTRATOR_SERVER_READ_TOKEN"
 ENV_MAX_VALUE_BYTES = "ORCHESTRATOR_MAX_VALUE_BYTES"
 
 #: The largest JSON encoding of a run's parameters or a task's result, by default.
@@ -119,3 +122,56 @@ def hide_password(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listening address is a loopback one (``localhost``, ``127.x``, ``::1``)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerAuth:
+    """Who may use ``orchestrator server``: its tokens, from the environment.
+
+    Attributes:
+        token: the token that may do everything (``ORCHESTRATOR_SERVER_TOKEN``).
+        read_token: a token that may only look (``ORCHESTRATOR_SERVER_READ_TOKEN``).
+    """
+
+    token: str | None = None
+    read_token: str | None = None
+
+    @classmethod
+    def from_env(cls) -> ServerAuth:
+        """Read the tokens from the environment (empty counts as unset)."""
+        return cls(
+            token=os.environ.get(ENV_SERVER_TOKEN) or None,
+            read_token=os.environ.get(ENV_SERVER_READ_TOKEN) or None,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """True when requests must carry a token (or a login)."""
+        return self.token is not None
+
+    def problem(self, host: str) -> str | None:
+        """Why the server may not listen on ``host`` with these tokens, or None.
+
+        Any address but a loopback one needs ``ORCHESTRATOR_SERVER_TOKEN``; a read
+        token needs the full one too, and the two must differ.
+        """
+        if self.token is None and self.read_token is not None:
+            return f"{ENV_SERVER_READ_TOKEN} is set without {ENV_SERVER_TOKEN}: set both"
+        if self.token is not None and self.token == self.read_token:
+            return f"{ENV_SERVER_READ_TOKEN} must differ from {ENV_SERVER_TOKEN}"
+        if self.token is None and not is_loopback(host):
+            return (
+                f"refusing to serve on {host} without a token: set {ENV_SERVER_TOKEN} "
+                "(or listen on 127.0.0.1)"
+            )
+        return None

@@ -60,3 +60,7 @@ class ConcurrencyLimitError(OrchestratorError):
 
 class FlowRunTimeout(OrchestratorError):
     """Raised when waiting for a flow run takes longer than the given timeout."""
+
+
+class InvalidCursor(OrchestratorError):
+    """Raised when a page cursor was not handed out by a listing (or was altered)."""

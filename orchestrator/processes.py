@@ -1,15 +1,17 @@
-"""Starting and stopping local worker processes, for ``orchestrator demo``, the
-tests and the benchmarks (a fleet in production is started by its Procfile or
+"""Starting and stopping local worker and server processes, for ``orchestrator demo``,
+the tests and the benchmarks (a fleet in production is started by its Procfile or
 docker-compose). May import Celery, psutil and the core's errors."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -98,3 +100,90 @@ class WorkerProcess:
                 self.proc.wait(5)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+
+
+#: The line ``orchestrator server`` prints once it listens (its address and port).
+SERVER_BANNER = re.compile(r"server on (?P<url>https?://\S+?)/? \(")
+
+
+class ServerProcess:
+    """One ``orchestrator server`` process started by us (``--port 0``: a free port).
+
+    Args:
+        env: its environment (settings and tokens).
+        host: the address to listen on.
+        port: the port (0: any free one; :attr:`url` tells which).
+        log_path: where its output goes.
+        extra: more options for ``orchestrator server``.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_path: Path | None = None,
+        extra: list[str] | None = None,
+    ) -> None:
+        cmd = [sys.executable, "-m", "orchestrator.cli", "server", "--host", host]
+        cmd += ["--port", str(port), *(extra or [])]
+        self.log_path = log_path or Path(os.devnull)
+        self.url = ""
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self.proc.pid
+
+    def output(self) -> str:
+        """What the server printed so far."""
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def wait_ready(self, timeout: float = 60) -> str:
+        """Wait until the server answers; returns its base URL (``http://host:port``).
+
+        Raises:
+            BackendUnavailable: it exited or did not answer within ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.output().strip().splitlines()[-5:]
+                raise BackendUnavailable(
+                    f"the server exited with {self.proc.returncode}: {' | '.join(tail)}"
+                )
+            found = SERVER_BANNER.search(self.output())
+            if found:
+                self.url = found.group("url").rstrip("/")
+                if _answers(self.url + "/openapi.json"):
+                    return self.url
+            time.sleep(0.2)
+        raise BackendUnavailable(f"the server did not answer within {timeout:g}s")
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """Stop it (SIGTERM, then SIGKILL if it lingers); its exit code."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def _answers(url: str) -> bool:
+    """Whether a GET of ``url`` answers 200 within two seconds."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (OSError, ValueError):
+        return False

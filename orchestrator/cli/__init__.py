@@ -13,7 +13,17 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli import database, demo, fleet, flows, limits, logs, runs, schedules
+from orchestrator.cli import (
+    database,
+    demo,
+    fleet,
+    flows,
+    limits,
+    logs,
+    runs,
+    schedules,
+    server,
+)
 from orchestrator.cli.group import OrchestratorGroup, fail, scrub
 from orchestrator.config import VERSION
 
@@ -29,7 +39,7 @@ def main() -> None:
     """
 
 
-for _module in (flows, runs, logs, fleet, schedules, database, demo, limits):
+for _module in (flows, runs, logs, fleet, schedules, database, demo, limits, server):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

@@ -42,7 +42,7 @@ from orchestrator.config import (
     Settings,
 )
 from orchestrator.infos import FlowRunInfo
-from orchestrator.processes import WorkerProcess
+from orchestrator.processes import ServerProcess, WorkerProcess
 from orchestrator.states import State
 
 PROJECT = "examples"
@@ -160,6 +160,8 @@ class _Demo:
         self.started_redis = False
         self.run_id: str | None = None
         self.log_dir = settings.home / "logs"
+        self.server: ServerProcess | None = None
+        self.finished = False
 
     def connect(self) -> Celery:
         """Reach Redis and the database (starting the embedded Redis if needed)."""
@@ -195,17 +197,40 @@ class _Demo:
             f"(logs in {self.log_dir})"
         )
 
+    def start_server(self, port: int) -> None:
+        """Start ``orchestrator server`` on 127.0.0.1:``port`` and wait until it answers."""
+        with self.err.status("starting the server…"):
+            self.server = ServerProcess(
+                worker_env(self.settings), port=port, log_path=self.log_dir / "server.log"
+            )
+            url = self.server.wait_ready()
+        self.out.print(f"server on {url} (log in {self.log_dir / 'server.log'})")
+
+    def serve(self) -> None:
+        """Keep the server running on the demo's run until Ctrl-C (or SIGTERM)."""
+        assert self.server is not None
+        self.out.print(
+            f"serving the run at {self.server.url}/runs/{self.run_id} "
+            "(Ctrl-C stops the server, the workers and Redis)"
+        )
+        while self.server.proc.poll() is None:
+            time.sleep(0.5)
+        self.err.print(f"the server stopped with {self.server.proc.returncode}")
+
     def run_parent(self, timeout: float) -> int:
         """Run parent-flow, print its tree and how it went; 0 when it succeeded."""
         client, out = self.client, self.out
         self.run_id = run_id = client.create_flow_run(PARENT, PROJECT, run_name="demo")
         out.print(f"created flow run {run_id} of {PARENT}")
+        if self.server is not None:
+            out.print(f"watch it live: {self.server.url}/runs/{run_id}")
         info = wait_with_progress(
             client, run_id, PARENT, timeout=timeout, tree=True, console=self.err
         )
         out.print(run_tree(client, run_id))
         out.print(summarize(client, info))
         code = 0 if info.state is State.SUCCESS else 1
+        self.finished = True
         if code:
             out.print(f"worker logs: {self.log_dir}")
         return code
@@ -219,8 +244,10 @@ class _Demo:
                     self.err.print(f"cancelled flow run {self.run_id}")
 
     def clean_up(self) -> None:
-        """Stop the workers, and the embedded Redis when this process started it."""
+        """Stop the server, the workers, and the embedded Redis when this process started it."""
         with _uninterruptible():
+            if self.server is not None:
+                self.server.stop()
             if self.workers:
                 _stop_workers(self.workers)
             if self.started_redis:
@@ -250,13 +277,26 @@ class _Demo:
     show_default=True,
     help="Seconds to wait for the flow run.",
 )
-def demo(n_workers: int, concurrency: int, timeout: float) -> None:
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Also start `orchestrator server` and leave it running on the run until Ctrl-C.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=4200,
+    show_default=True,
+    help="With --serve: the server's port on 127.0.0.1 (0: a free one).",
+)
+def demo(n_workers: int, concurrency: int, timeout: float, serve: bool, port: int) -> None:
     """Run the seed's Flow-of-Flows end to end on real workers.
 
     Registers the child flows A, B, C, D and "parent-flow" in project "examples",
     starts worker processes, runs parent-flow (A -> (B, C) -> D, each a child
     flow run), prints the run tree, and stops everything it started. Exits 0 when
-    the run succeeded, 1 otherwise.
+    the run succeeded, 1 otherwise. With --serve the server shows the run live
+    (its URL is printed) and keeps running, with the workers, until Ctrl-C.
     """
     session = _Demo(Settings.from_env())
     code = 1
@@ -265,10 +305,15 @@ def demo(n_workers: int, concurrency: int, timeout: float) -> None:
         app = session.connect()
         session.register()
         session.start_workers(app, n_workers, concurrency)
+        if serve:
+            session.start_server(port)
         code = session.run_parent(timeout)
+        if serve:
+            session.serve()
     except KeyboardInterrupt:
-        code = 130
-        session.interrupted()
+        if not session.finished:
+            code = 130
+            session.interrupted()
     finally:
         session.clean_up()
         signal.signal(signal.SIGTERM, old_term)

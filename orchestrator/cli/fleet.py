@@ -6,7 +6,6 @@ command module."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 
@@ -15,7 +14,7 @@ import click
 import orchestrator.embedded as embedded
 from orchestrator.backends import backends
 from orchestrator.cli.launch import PASS_THROUGH, describe_backends, exec_command, has_option
-from orchestrator.config import Settings
+from orchestrator.config import Settings, is_loopback
 from orchestrator.errors import ConfigurationError
 
 __all__ = ["COMMANDS", "describe_backends", "flower", "has_option", "worker"]
@@ -52,15 +51,6 @@ def worker(ctx: click.Context) -> None:
         note = " (embedded Redis started; it keeps running for other processes of this home)"
     click.echo(f"worker serving {describe_backends(settings)}{note}", err=True)
     exec_command([sys.executable, "-m", "celery", "-A", "workers", "worker", *args])
-
-
-def _is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command(context_settings=PASS_THROUGH)
@@ -108,7 +98,7 @@ def flower(
             "Flower needs --basic-auth USER:PASSWORD (or FLOWER_BASIC_AUTH); "
             "--unauthenticated is allowed only on a loopback address"
         )
-    elif not _is_loopback(address):
+    elif not is_loopback(address):
         raise ConfigurationError(
             f"refusing to serve Flower without auth on {address}: use --basic-auth, "
             "or a loopback --address such as 127.0.0.1"

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.browsing import RunSummary
 from orchestrator.cli.display import (
     fmt_duration,
     fmt_time,
@@ -125,7 +126,7 @@ def run(
 @click.option(
     "--limit",
     "-n",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=500),
     default=20,
     show_default=True,
     help="How many runs, newest first.",
@@ -136,16 +137,42 @@ def run(
     type=click.Choice([s.value for s in State], case_sensitive=False),
     help="Only runs in this state.",
 )
-def list_runs(limit: int, state: str | None) -> None:
-    """List the newest flow runs."""
+@click.option(
+    "--roots",
+    is_flag=True,
+    help="Only runs no other run started, each with the states of the runs under it.",
+)
+@click.option("--flow", "-f", help="Only runs of this flow.")
+@click.option("--project", "-p", help="Only runs of this project's flows.")
+def list_runs(
+    limit: int, state: str | None, roots: bool, flow: str | None, project: str | None
+) -> None:
+    """List the newest flow runs (children and parents mixed; --roots: parents only)."""
     wanted = None
     if state is not None:
         wanted = next(s for s in State if s.value.lower() == state.lower())
-    infos = Client().list_flow_runs(limit=limit, state=wanted)
+    client = Client()
     console = make_console()
+    if roots or flow or project:
+        page = client.flow_runs_page(limit, None, roots, wanted, flow, project)
+        if not page.runs:
+            console.print("no flow runs" + (f" in state {wanted.value}" if wanted else ""))
+            return
+        console.print(_summary_table(page.runs, roots))
+        return
+    infos = client.list_flow_runs(limit=limit, state=wanted)
     if not infos:
         console.print("no flow runs" + (f" in state {wanted.value}" if wanted else ""))
         return
+    table = _runs_table()
+    table.add_column("parent", no_wrap=True)
+    for info in infos:
+        parent = info.parent_flow_run_id[:8] + "…" if info.parent_flow_run_id else "-"
+        table.add_row(*_run_cells(info), parent)
+    console.print(table)
+
+
+def _runs_table() -> Table:
     table = Table()
     table.add_column("id", no_wrap=True, min_width=36)
     table.add_column("flow", style="bold")
@@ -153,18 +180,43 @@ def list_runs(limit: int, state: str | None) -> None:
     table.add_column("state")
     table.add_column("started")
     table.add_column("duration", justify="right")
-    table.add_column("parent", no_wrap=True)
-    for info in infos:
-        table.add_row(
-            info.id,
-            escape(info.flow_name),
-            escape(f"{info.project} v{info.version}"),
-            state_text(info.state),
-            fmt_time(info.start_time),
-            running_duration(info.start_time, info.end_time),
-            info.parent_flow_run_id[:8] + "…" if info.parent_flow_run_id else "-",
-        )
-    console.print(table)
+    return table
+
+
+def _run_cells(info: FlowRunInfo) -> list[str | Text]:
+    return [
+        info.id,
+        escape(info.flow_name),
+        escape(f"{info.project} v{info.version}"),
+        state_text(info.state),
+        fmt_time(info.start_time),
+        running_duration(info.start_time, info.end_time),
+    ]
+
+
+def rollup_text(summary: RunSummary) -> Text:
+    """The states of the runs under a run: ``4 Success``, ``1 Failed, 3 Success``, ``-``."""
+    text = Text()
+    for i, (st, n) in enumerate(summary.rollup()):
+        if i:
+            text.append(", ")
+        text.append(f"{n} ")
+        text.append_text(state_text(st))
+    return text if summary.descendants else Text("-")
+
+
+def _summary_table(runs: list[RunSummary], roots: bool) -> Table:
+    table = _runs_table()
+    table.add_column("runs under it")
+    if not roots:
+        table.add_column("parent", no_wrap=True)
+    for s in runs:
+        cells = [*_run_cells(s.info), rollup_text(s)]
+        if not roots:
+            parent = s.info.parent_flow_run_id
+            cells.append(parent[:8] + "…" if parent else "-")
+        table.add_row(*cells)
+    return table
 
 
 @click.command()

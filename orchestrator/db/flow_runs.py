@@ -278,7 +278,10 @@ class FlowRuns:
         with self._db.reading() as s:
             q = (
                 select(FlowRun)
-                .where(FlowRun.parent_flow_run_id == flow_run_id)
+                .where(
+                    FlowRun.parent_flow_run_id == flow_run_id,
+                    FlowRun.parent_flow_run_id.is_not(None),  # the partial index's condition
+                )
                 .order_by(FlowRun.created)
             )
             return builtins.list(s.scalars(q).all())

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -61,9 +62,25 @@ class FlowRun(Base):
 
     __tablename__ = "flow_runs"
     __table_args__ = (
-        Index("ix_flow_runs_state", "state"),
-        Index("ix_flow_runs_parent", "parent_flow_run_id"),
-        Index("ix_flow_runs_created", "created"),
+        # children by parent; partial, so that a query for the roots (IS NULL) takes
+        # ix_flow_runs_roots, in order, even on SQLite (no statistics) (migration 0004)
+        Index(
+            "ix_flow_runs_parent",
+            "parent_flow_run_id",
+            postgresql_where=text("parent_flow_run_id IS NOT NULL"),
+            sqlite_where=text("parent_flow_run_id IS NOT NULL"),
+        ),
+        # newest-first keyset pages (migration 0004)
+        Index("ix_flow_runs_created_id", "created", "id"),
+        Index("ix_flow_runs_state_created", "state", "created", "id"),
+        Index("ix_flow_runs_flow_created", "flow_id", "created", "id"),
+        Index(
+            "ix_flow_runs_roots",
+            "created",
+            "id",
+            postgresql_where=text("parent_flow_run_id IS NULL"),
+            sqlite_where=text("parent_flow_run_id IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

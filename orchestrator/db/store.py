@@ -1,6 +1,7 @@
 """The store: one SQL database and a repository per table group, as attributes
 (``store.flows``, ``store.flow_runs``, ``store.task_runs``, ``store.runs``,
-``store.logs``, ``store.schedules``, ``store.recovery``), plus its sessions and its
+``store.logs``, ``store.schedules``, ``store.recovery``, ``store.browse``,
+``store.events``), plus its sessions and its
 migrations; the database is the source of truth for runs. Imports SQLAlchemy, the
 standard library and the sibling modules of :mod:`orchestrator.db`."""
 
@@ -13,7 +14,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 import orchestrator.db.migrate as migrate
+from orchestrator.db.browse import Browse
 from orchestrator.db.database import Database
+from orchestrator.db.events import Events
 from orchestrator.db.flow_runs import FlowRuns
 from orchestrator.db.flows import Flows
 from orchestrator.db.logs import Logs
@@ -41,6 +44,8 @@ class Store:
         logs: the task runs' captured log lines.
         schedules: schedule bookmarks, pauses and due runs.
         recovery: what the sweeper looks for.
+        browse: pages of runs, run trees and their logs (the server, ``runs --roots``).
+        events: the state-event feed (the server's live updates).
 
     Raises:
         ConfigurationError: the URL is malformed or its driver is missing.
@@ -58,6 +63,8 @@ class Store:
         self.logs = Logs(self._db)
         self.schedules = Schedules(self._db, self.flows)
         self.recovery = Recovery(self._db)
+        self.browse = Browse(self._db)
+        self.events = Events(self._db)
         if auto_migrate:
             self.upgrade()
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -95,7 +96,7 @@ def assert_command_exists(tokens: list[str]) -> None:
 
 def test_every_compose_service_runs_a_command_of_our_cli(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert {"redis", "postgres", "migrate", "worker", "beat", "flower"} <= set(services)
+    assert {"redis", "postgres", "migrate", "worker", "beat", "flower", "server"} <= set(services)
     for service in services.values():
         if ours(service):
             assert_command_exists(list(service["command"]))
@@ -104,6 +105,13 @@ def test_every_compose_service_runs_a_command_of_our_cli(compose: dict[str, Any]
     assert services["beat"]["command"][:2] == ["orchestrator", "beat"]
     assert services["flower"]["command"][:2] == ["orchestrator", "flower"]
     assert "--unauthenticated" not in services["flower"]["command"]
+    # the server listens on the container's every address, so it needs its token
+    server = services["server"]
+    assert server["command"][:2] == ["orchestrator", "server"]
+    assert server["command"][server["command"].index("--host") + 1] == "0.0.0.0"
+    token = server["environment"]["ORCHESTRATOR_SERVER_TOKEN"]
+    assert REF.fullmatch(token) and ":?" in token, token
+    assert server["ports"] == ["${SERVER_BIND:-127.0.0.1:4200}:4200"]
 
 
 def test_the_worker_service_can_be_scaled(compose: dict[str, Any]) -> None:
@@ -123,14 +131,14 @@ def test_the_worker_service_can_be_scaled(compose: dict[str, Any]) -> None:
 
 def test_services_are_healthy_before_their_dependents_start(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("redis", "postgres", "worker", "flower"):
+    for name in ("redis", "postgres", "worker", "flower", "server"):
         assert services[name]["healthcheck"]["test"], name
     assert "redis-cli ping" in " ".join(services["redis"]["healthcheck"]["test"])
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert "--appendonly yes" in " ".join(services["redis"]["command"])
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["migrate"]["restart"] == "no"
-    for name in ("worker", "beat", "flower"):
+    for name in ("worker", "beat", "flower", "server"):
         deps = services[name]["depends_on"]
         assert deps["redis"]["condition"] == "service_healthy", name
         assert deps["postgres"]["condition"] == "service_healthy", name
@@ -196,14 +204,15 @@ def test_dockerfile_installs_the_project_and_runs_as_a_user() -> None:
     assert users and users[-1] not in ("root", "0")
 
 
-def test_procfile_runs_worker_beat_and_flower_with_auth() -> None:
+def test_procfile_runs_worker_beat_flower_and_server() -> None:
     procfile = parse_procfile(PROCFILE.read_text())
-    assert set(procfile.processes) == {"worker", "beat", "flower"}
+    assert set(procfile.processes) == {"worker", "beat", "flower", "server"}
     for name, command in procfile.processes.items():
         tokens = command.split()
         assert tokens[:2] == ["orchestrator", name], command
         resolve(tokens[:2])
     assert "--unauthenticated" not in procfile.processes["flower"]
+    assert '--host "${SERVER_HOST:-127.0.0.1}"' in procfile.processes["server"]
 
 
 def test_worker_banner_hides_passwords() -> None:
@@ -308,8 +317,10 @@ def test_honcho_runs_the_procfile_and_a_flow_runs_through_it(
     # as a user's .env would give them
     fleet = own_fleet
     port = free_port()
+    server_port = free_port()
     env = {
         **fleet.env,
+        "SERVER_PORT": str(server_port),
         "FLOWER_BASIC_AUTH": "ops:flower-pw",
         "FLOWER_PORT": str(port),
         "FLOWER_ADDRESS": "127.0.0.1",
@@ -341,15 +352,26 @@ def test_honcho_runs_the_procfile_and_a_flow_runs_through_it(
                 time.sleep(0.5)
         assert [w for w in workers if w.startswith("worker-")], (workers, honcho.output)
         assert flower.status("/api/workers") == 401
-        # and all three processes said what they serve, passwords hidden
+        # the server answers on its port, with the run in its list of roots
+        server = f"http://127.0.0.1:{server_port}"
+        roots: list[str] = []
+        while time.monotonic() < deadline and not roots:
+            try:
+                answer = httpx.get(f"{server}/api/flow-runs?root=true&project={project}", timeout=10)
+                roots = [r["id"] for r in answer.json()["runs"]]
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert roots == [run_id], honcho.output
+        # and all four processes said what they serve, passwords hidden
         output = honcho.output
         assert re.search(r"worker\.1\s+\| worker serving Redis redis", output), output
         assert f"queue {fleet.queue}" in output
         assert re.search(r"beat\.1\s+\| beat firing schedules", output), output
         assert re.search(r"flower\.1\s+\| flower on http://127\.0\.0\.1:\d+ \(basic auth\)", output)
+        assert re.search(rf"server\.1\s+\| server on {server} \(no auth", output), output
         assert "db-pw-hidden" not in output and "flower-pw" not in output
         pids = honcho.pids()
-        assert set(pids) == {"worker", "beat", "flower"}
+        assert set(pids) == {"worker", "beat", "flower", "server"}
     finally:
         # When honcho is stopped (SIGTERM to its process group)
         code = honcho.stop()
@@ -371,6 +393,7 @@ def test_stopping_honcho_mid_task_loses_nothing(
         **fleet.env,
         "FLOWER_BASIC_AUTH": "ops:flower-pw",
         "FLOWER_PORT": str(free_port()),
+        "SERVER_PORT": str(free_port()),
         "WORKER_CONCURRENCY": "2",
     }
     empty_env = tmp_path / "empty.env"
