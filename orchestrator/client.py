@@ -3,12 +3,15 @@
 asks for (:mod:`orchestrator.inprocess`), so ``Flow.register()`` and ``flow.run()``
 of a Flow-of-Flows work without the core importing the client.
 
-May import the backends, the registry, infos, concurrency, inprocess and the core;
-never the CLI or the workers."""
+May import the backends, the registry, infos, concurrency, inprocess, backfills and
+the core; never the CLI or the workers."""
 
 from __future__ import annotations
 
 import contextlib
+import getpass
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -20,6 +23,7 @@ from redis.client import PubSub
 import orchestrator.constants as constants
 import orchestrator.hooks as hooks
 from orchestrator.backends import Backends, backends
+from orchestrator.backfills import backfill
 from orchestrator.concurrency import LimitInfo, delete_limit, list_limits, set_limit
 from orchestrator.config import Settings
 from orchestrator.engine import Outcome
@@ -29,13 +33,16 @@ from orchestrator.inprocess import InProcessServices, run_stored
 from orchestrator.parameters import resolve_parameters
 from orchestrator.registry import register
 from orchestrator.requests import FlowRunRequest, NewFlowRun
+from orchestrator.schedules.backfill import BackfillReport, Bound
+from orchestrator.schedules.overlap import Overlap
 from orchestrator.states import State
 
 if TYPE_CHECKING:
     from orchestrator.db.models import FlowRun, TaskRunLog
+    from orchestrator.db.schedules import Pause
     from orchestrator.flow import Flow
 
-__all__ = ["Client", "FlowRunInfo", "TaskRunInfo"]
+__all__ = ["BackfillReport", "Client", "FlowRunInfo", "TaskRunInfo", "default_user"]
 
 #: The longest a waiter sleeps between two looks at a run's state, in seconds.
 _WAIT_STEP = 2.0
@@ -198,20 +205,7 @@ class Client:
         Returns:
             True when the run was cancelled by this call.
         """
-        b = self.backends
-        run = b.store.flow_runs.get(flow_run_id)
-        cancelled = b.set_flow_run_state(flow_run_id, State.CANCELLED, "cancelled by request")
-        if cancelled:
-            b.store.task_runs.cancel_pending(flow_run_id, "flow run cancelled")
-            labels = list(run.labels or [])
-            b.app.send_task(
-                constants.RELEASE_SLOTS, args=[flow_run_id, labels], queue=self.settings.queue
-            )
-        if cancel_children:
-            for child in b.store.flow_runs.children(run.id):
-                if not State(child.state).is_final:
-                    self.cancel_flow_run(child.id, cancel_children=True)
-        return cancelled
+        return self.backends.cancel_flow_run(flow_run_id, cancel_children=cancel_children)
 
     def get_task_run_result(self, flow_run_id: str, task_slug: str, map_index: int = -1) -> Any:
         """The recorded result of one task run."""
@@ -248,6 +242,77 @@ class Client:
         """Run a stored flow run in this process (how ``flow.run()`` mirrors a child)."""
         return run_stored(self.backends, flow_run_id)
 
+    # --- schedules ---------------------------------------------------------------------
+
+    def backfill(
+        self,
+        flow_name: str,
+        project_name: str,
+        start: Bound,
+        end: Bound,
+        *,
+        overlap: Overlap | str = Overlap.BUFFER_ALL,
+        dry_run: bool = False,
+    ) -> BackfillReport:
+        """Create one run per slot of a flow's schedule from ``start`` to ``end``.
+
+        Dates are read in the schedule's zone, ``end`` included (a date covers its
+        whole day; a date and time without an offset is a wall time there); the
+        schedule's own start and end dates do not clip the range. Each run has the
+        slot as its ``scheduled_start_time`` and the schedule's parameter defaults,
+        and the key beat gives that slot: backfilling twice, or over slots beat
+        already fired, creates nothing new, and the report says which slots were
+        there. New slots are decided oldest first by ``overlap`` (default
+        ``buffer_all``: one run at a time, in order) against the schedule's
+        unfinished runs. Beat sends the runs (``orchestrator beat`` must run).
+
+        Args:
+            flow_name: the flow (its newest version's schedule is used).
+            project_name: its project.
+            start: the first day (a date, datetime or ISO 8601 string).
+            end: the last day, included.
+            overlap: the overlap policy for the new slots.
+            dry_run: only list the slots (and which already have runs); create nothing.
+
+        Returns:
+            What was done with each slot.
+
+        Raises:
+            FlowNotFound: no such project or flow.
+            ScheduleError: the flow has no schedule, a bad range (more than 10,000
+                slots, end before start) or an unknown overlap policy.
+        """
+        return backfill(
+            self.backends, flow_name, project_name, start, end, overlap=overlap, dry_run=dry_run
+        )
+
+    def pause_schedule(
+        self, flow_name: str, project_name: str, note: str | None = None, by: str | None = None
+    ) -> Pause:
+        """Pause a flow's schedule: beat creates no runs of it until it is resumed.
+
+        The pause belongs to the flow: a new version of it stays paused.
+
+        Args:
+            flow_name: the flow.
+            project_name: its project.
+            note: why (shown by ``orchestrator schedules``).
+            by: who (default: the current user at this host).
+
+        Returns:
+            The pause as recorded (who, when, why).
+        """
+        who = by or default_user()
+        return self.backends.store.schedules.pause(project_name, flow_name, note, who)[1]
+
+    def resume_schedule(self, flow_name: str, project_name: str) -> Pause | None:
+        """Resume a flow's schedule from now on (slots missed while paused do not run).
+
+        Returns:
+            The pause it had, or None when it was not paused.
+        """
+        return self.backends.store.schedules.resume(project_name, flow_name)[1]
+
     # --- concurrency limits --------------------------------------------------------
 
     def set_concurrency_limit(self, label: str, limit: int) -> None:
@@ -268,6 +333,15 @@ class Client:
     def _wake(self, label: str) -> None:
         """Let the runs waiting for ``label`` look at its limit again."""
         self.backends.app.send_task(constants.WAKE_LABEL, args=[label], queue=self.settings.queue)
+
+
+def default_user() -> str:
+    """``user@host``: who pauses a schedule when nobody says."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 class _Notices:
