@@ -77,6 +77,7 @@ def backfill(
         flow_name=flow.name,
         project_name=project_name,
         version=flow.version,
+        schedule=schedule,
         timezone=schedule.timezone,
         first=first,
         last=last,

@@ -208,10 +208,7 @@ def _carry_out(
     buffered = action is Action.BUFFER
     message = None
     if buffered:
-        message = (
-            f"buffered (overlap policy {policy}): starts once {_latest(blockers)} and the "
-            "schedule's other earlier runs have finished"
-        )
+        message = f"buffered (overlap policy {policy}): waits for {_latest(blockers)} to finish"
     new = slot_run(entry, slot, parameters, State.SCHEDULED, buffered=buffered, origin=origin)
     run, created = b.store.flow_runs.insert(new, message)
     if not created:

@@ -351,17 +351,18 @@ class ScheduleRunner:
 
     def _log_missed(self, entry: Entry, plan: SlotPlan, last_seen: datetime) -> None:
         """Say which slots were missed, with their times, and which run late."""
+        recorded = len(plan.missed)
         shown = ", ".join(t.isoformat() for t in plan.missed[-10:])
-        more = len(plan.missed) - 10
+        latest = f"the latest 10: {shown}" if recorded > 10 else shown
         log.warning(
-            "beat: %s missed %d slot(s) since %s (catch-up: %s): %s%s%s; %s",
+            "beat: %s missed %d slot(s) since %s (catch-up %s); recorded %d as missed%s%s; %s",
             entry.label,
             plan.missed_count,
             last_seen.isoformat(),
             entry.schedule.catch_up.describe(),
-            f"{more} earlier and " if more > 0 else "",
-            shown,
-            f" and {plan.dropped} too old to record" if plan.dropped else "",
+            recorded,
+            f" ({latest})" if recorded else "",
+            f", {plan.dropped} more too old to record" if plan.dropped else "",
             f"running {len(plan.run)} late from {plan.run[0].isoformat()}"
             if plan.run
             else "running none",

@@ -17,6 +17,7 @@ from orchestrator.backends import backends
 from orchestrator.cli.display import make_console
 from orchestrator.cli.launch import PASS_THROUGH, describe_backends, exec_command, has_option
 from orchestrator.cli.slot_view import (
+    backfill_heading,
     backfill_summary,
     backfill_table,
     describe,
@@ -118,9 +119,13 @@ def schedules(ctx: click.Context, project: str | None, count: int) -> None:
 @click.argument("flow")
 @click.option("--project", "-p", required=True, help="The flow's project.")
 @click.option(
-    "--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True,
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
     help="How many slots, the latest first.",
-)  # fmt: skip
+)
 def slots(flow: str, project: str, limit: int) -> None:
     """List the latest slots of FLOW's schedule and what happened to each.
 
@@ -204,9 +209,12 @@ def resume(flow: str, project: str) -> None:
 @click.option("--end", required=True, metavar="DATE", help="Last day, included.")
 @click.option("--dry-run", is_flag=True, help="List the slots; create nothing.")
 @click.option(
-    "--overlap", type=click.Choice([p.value for p in Overlap]), default=Overlap.BUFFER_ALL.value,
-    show_default=True, help="What to do with a slot while an earlier run has not finished.",
-)  # fmt: skip
+    "--overlap",
+    type=click.Choice([p.value for p in Overlap]),
+    default=Overlap.BUFFER_ALL.value,
+    show_default=True,
+    help="What to do with a slot while an earlier run has not finished.",
+)
 def backfill(flow: str, project: str, start: str, end: str, dry_run: bool, overlap: str) -> None:
     """Create one run per slot of FLOW's schedule from --start to --end.
 
@@ -216,13 +224,12 @@ def backfill(flow: str, project: str, start: str, end: str, dry_run: bool, overl
     get nothing new. Beat sends the runs, so `orchestrator beat` must run.
     """
     report = Client().backfill(flow, project, start, end, overlap=overlap, dry_run=dry_run)
+    what = describe(report.schedule).replace("\n", ", ")
     console = make_console()
-    window = f"{report.first.format('ddd YYYY-MM-DD HH:mm zz')} to {report.last.format('ddd YYYY-MM-DD HH:mm zz')}"
-    head = f"backfill of {escape(flow)} in project {escape(project)} (version {report.version})"
-    console.print(f"{head}, {window}, overlap {report.overlap}" + (": dry run" if dry_run else ""))
+    console.print(backfill_heading(report, f"{what} in {report.timezone}"))
     if report.slots:
         console.print(backfill_table(report))
-    console.print(backfill_summary(report))
+    console.print(escape(backfill_summary(report)))
 
 
 COMMANDS: list[click.Command] = [beat, schedules]

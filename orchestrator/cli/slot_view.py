@@ -2,7 +2,8 @@
 words (:func:`describe`), fire times in the schedule's zone and in UTC
 (:func:`fire_times`), the table of scheduled flows with their pauses and recent
 slots (:func:`schedule_table`), one schedule's recent slots (:func:`slots_table`) and
-a backfill's slots (:func:`backfill_table`, :func:`backfill_summary`).
+a backfill's slots (:func:`backfill_heading`, :func:`backfill_table`,
+:func:`backfill_summary`).
 
 May import rich, pendulum, :mod:`~orchestrator.cli.display`, the database package's
 row types and the core; no command module."""
@@ -27,6 +28,7 @@ from orchestrator.schedules.overlap import Overlap
 from orchestrator.states import State
 
 __all__ = [
+    "backfill_heading",
     "backfill_summary",
     "backfill_table",
     "describe",
@@ -194,20 +196,43 @@ def slots_table(schedule: Schedule, runs: Sequence[FlowRun]) -> Table:
 def backfill_table(report: BackfillReport) -> Table:
     """A backfill's slots in order: times in the schedule's zone and UTC, and what
     happened (``new`` in a dry run, ``created``, ``buffered``, ``skipped``, or
-    ``there`` with the state of the run the slot already had)."""
+    ``there`` with the state of the run the slot already had), with the run's id."""
     table = Table()
     table.add_column("#", justify="right")
     table.add_column(f"slot ({report.timezone})", no_wrap=True)
     table.add_column("slot (UTC)", no_wrap=True)
     table.add_column("run")
-    table.add_column("id", no_wrap=True)
+    ids = any(s.run_id for s in report.slots)
+    if ids:
+        table.add_column("id", no_wrap=True)
     times = slot_times([s.slot for s in report.slots])
     for number, (slot, (local, utc)) in enumerate(zip(report.slots, times, strict=True), 1):
         what = str(slot.outcome)
         if slot.outcome is Outcome.THERE and slot.state is not None:
             what = f"there ({slot.state.value})"
-        table.add_row(str(number), local, utc, _outcome(what), slot.run_id or "")
+        row = [str(number), local, utc, _outcome(what)] + ([slot.run_id or ""] if ids else [])
+        table.add_row(*row)
     return table
+
+
+def backfill_heading(report: BackfillReport, schedule: str) -> str:
+    """The lines above a backfill's table: the flow, its schedule, the range read in
+    the schedule's zone, and the overlap policy (or that it is a dry run)."""
+    fmt = "ddd YYYY-MM-DD HH:mm zz"
+    lines = [
+        f"backfill of {report.flow_name} in project {report.project_name} "
+        f"(version {report.version}): {schedule}",
+        f"from {report.first.format(fmt)} to {report.last.format(fmt)} "
+        "(dates in the schedule's zone, end included)",
+    ]
+    start, end = report.schedule.start_date, report.schedule.end_date
+    if (start is not None and report.first < start) or (end is not None and report.last > end):
+        lines.append("the schedule's own start and end dates do not limit a backfill")
+    policy = f"overlap {report.overlap}"
+    if report.overlap is Overlap.BUFFER_ALL:
+        policy += ": one run at a time, oldest first"
+    lines.append(f"dry run, nothing created; {policy}" if report.dry_run else policy)
+    return escape("\n".join(lines))
 
 
 def backfill_summary(report: BackfillReport) -> str:
@@ -215,10 +240,7 @@ def backfill_summary(report: BackfillReport) -> str:
     total = len(report.slots)
     there = report.existing
     if report.dry_run:
-        return (
-            f"{total} slot(s): {report.count(Outcome.NEW)} new, {there} already there "
-            "(dry run: nothing created)"
-        )
+        return f"{total} slot(s): {report.count(Outcome.NEW)} new, {there} already there"
     created = len(report.created)
     parts = [f"{total} slot(s): created {created} run(s)"]
     buffered = report.count(Outcome.BUFFERED)
@@ -231,4 +253,7 @@ def backfill_summary(report: BackfillReport) -> str:
     if report.cancelled:
         parts.append(f"cancelled {len(report.cancelled)} unfinished run(s)")
     parts.append(f"{there} already there")
-    return ", ".join(parts)
+    text = ", ".join(parts)
+    if report.created:
+        text += "\nbeat sends the new runs to the workers: keep `orchestrator beat` running"
+    return text

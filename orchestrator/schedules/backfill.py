@@ -145,6 +145,7 @@ class BackfillReport:
         flow_name: the flow.
         project_name: its project.
         version: the flow version whose schedule was used.
+        schedule: that schedule.
         timezone: the schedule's zone.
         first: the first instant of the range, in that zone.
         last: the last instant of the range.
@@ -157,6 +158,7 @@ class BackfillReport:
     flow_name: str
     project_name: str
     version: int
+    schedule: Schedule
     timezone: str
     first: pendulum.DateTime
     last: pendulum.DateTime
