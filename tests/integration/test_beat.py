@@ -340,9 +340,7 @@ def test_a_flow_registered_while_beat_runs_is_picked_up(beat: Beat, project: str
     assert {r.state for r in runs} == {State.SUBMITTED.value}
 
 
-def test_a_changed_schedule_replaces_the_old_one_without_backfill(
-    beat: Beat, project: str
-) -> None:
+def test_a_changed_schedule_replaces_the_old_one_without_backfill(beat: Beat, project: str) -> None:
     # Given "every-minute" fired once by a running beat
     flow = scheduled.every_minute
     slot = next_minute(registered(beat.register(flow, project)))
@@ -545,8 +543,9 @@ class BeatProcess:
             self.proc.wait(5)
 
 
-def wait_until(what: str, condition: Callable[[], bool], timeout: float,
-               alive: list[BeatProcess]) -> None:
+def wait_until(
+    what: str, condition: Callable[[], bool], timeout: float, alive: list[BeatProcess]
+) -> None:
     """Poll ``condition`` until it holds, failing after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -45,7 +45,9 @@ def test_the_schedules_own_dates_do_not_clip_a_backfill() -> None:
         end_date=pendulum.datetime(2030, 2, 1, tz=NY),
     )
     assert len(backfill_slots(s, date(2026, 3, 1), date(2026, 3, 3))) == 3
-    assert s.between(pendulum.datetime(2026, 3, 1, tz=NY), pendulum.datetime(2026, 3, 4, tz=NY)) == []
+    assert (
+        s.between(pendulum.datetime(2026, 3, 1, tz=NY), pendulum.datetime(2026, 3, 4, tz=NY)) == []
+    )
 
 
 def test_dates_are_read_in_the_schedules_zone_and_the_end_day_is_included() -> None:

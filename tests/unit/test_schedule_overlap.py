@@ -66,7 +66,9 @@ def test_a_held_run_alone_counts_as_unfinished() -> None:
 
 def test_unknown_policies_are_refused_naming_the_allowed_ones() -> None:
     allowed = "'allow', 'skip', 'buffer_one', 'buffer_all', 'cancel_other'"
-    with pytest.raises(ScheduleError, match=f"unknown overlap policy 'queue': expected one of {allowed}"):
+    with pytest.raises(
+        ScheduleError, match=f"unknown overlap policy 'queue': expected one of {allowed}"
+    ):
         overlap_policy("queue")
     for kind in (
         lambda: CronSchedule("* * * * *", overlap="queue"),
@@ -192,9 +194,7 @@ def test_a_long_catch_up_goes_on_next_tick_where_it_stopped() -> None:
 
 
 def test_overlap_and_window_survive_the_dict_form() -> None:
-    s = IntervalSchedule(
-        timedelta(seconds=2), overlap="skip", catchup_window=timedelta(seconds=90)
-    )
+    s = IntervalSchedule(timedelta(seconds=2), overlap="skip", catchup_window=timedelta(seconds=90))
     data = s.to_dict()
     assert data["overlap"] == "skip" and data["catchup_window_seconds"] == 90
     back = schedule_from_dict(data)

@@ -11,6 +11,7 @@ UTC), checked by hypothesis against an oracle built on the standard library's
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -70,7 +71,7 @@ def test_a_year_of_fixed_time_slots_keeps_the_wall_clock(
     slots = s.between(start - timedelta(microseconds=1), end - timedelta(microseconds=1))
     instants = [t.in_timezone("UTC") for t in slots]
     # strictly increasing in UTC: no slot twice
-    assert all(a < b for a, b in zip(instants, instants[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(instants))
     # exactly one slot per matching local day, where the rules put it
     tz = ZoneInfo(zone)
     matching = [
@@ -126,7 +127,7 @@ def test_an_hourly_cron_fires_every_real_hour_once(zone: str, year: int) -> None
     slots = s.between(start - timedelta(microseconds=1), end - timedelta(microseconds=1))
     instants = [t.timestamp() for t in slots]
     # one real hour apart all year (a gap's hour never happens, a fold's fires twice)
-    assert all(b - a == 3600 for a, b in zip(instants, instants[1:], strict=False))
+    assert all(b - a == 3600 for a, b in itertools.pairwise(instants))
     assert len(slots) == round((end.timestamp() - start.timestamp()) / 3600)
     assert {t.minute for t in slots} == {0}
 
@@ -139,5 +140,5 @@ def test_a_daily_interval_is_24_real_hours_whatever_the_clocks_do(
     start, end = year_bounds(year, zone)
     s = IntervalSchedule(timedelta(days=1), start_date=start.add(hours=hour))
     slots = s.between(start, end)
-    assert all(b.timestamp() - a.timestamp() == 86400 for a, b in zip(slots, slots[1:], strict=False))
+    assert all(b.timestamp() - a.timestamp() == 86400 for a, b in itertools.pairwise(slots))
     assert 364 <= len(slots) <= 366
