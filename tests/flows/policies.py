@@ -7,6 +7,7 @@ depends on timing."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -24,9 +25,10 @@ CANCEL_PROJECT = "policies-cancel"
 GATE_TIMEOUT = 300.0
 
 
-def gate_key(flow_run_id: str) -> str:
-    """The Redis key that lets a flow run's gated task finish."""
-    return f"test:gate:{flow_run_id}"
+def gate_key(flow_run_id: str, queue: str | None = None) -> str:
+    """The Redis key that lets a flow run's gated task finish. It names the fleet's
+    queue too: run ids come from slot keys, so two databases may share one."""
+    return f"test:gate:{queue or os.environ['ORCHESTRATOR_QUEUE']}:{flow_run_id}"
 
 
 @task
