@@ -1,6 +1,6 @@
 """Sending due runs to the workers, for beat: every Scheduled run whose time has come
-(:func:`dispatch_due`), and, for each schedule whose earlier runs have finished, its
-oldest buffered run (:func:`release_buffered`: the overlap policy's
+(:func:`dispatch_due`), and, for each schedule not paused whose earlier runs have
+finished, its oldest buffered run (:func:`release_buffered`: the overlap policy's
 :func:`~orchestrator.schedules.overlap.may_release` decides). A compare-and-set to
 Submitted comes first, so two beats never send one run twice. Imports
 :mod:`orchestrator.backends`, :mod:`orchestrator.slot_runs` and the pure core (clock,
@@ -81,7 +81,8 @@ def dispatch_due(b: Backends, dispatch: Dispatcher, now: datetime, limit: int) -
 
 
 def release_buffered(b: Backends, dispatch: Dispatcher, now: datetime) -> list[str]:
-    """Send the oldest buffered run of each schedule that has no active run left.
+    """Send the oldest buffered run of each schedule that has no active run left
+    and is not paused.
 
     Buffered runs so start one at a time per schedule, in slot order.
 
@@ -89,7 +90,11 @@ def release_buffered(b: Backends, dispatch: Dispatcher, now: datetime) -> list[s
         The ids sent.
     """
     sent: list[str] = []
-    for project_id, flow_name in b.store.schedules.buffering(now):
+    buffering = b.store.schedules.buffering(now)
+    paused = b.store.schedules.pauses() if buffering else {}
+    for project_id, flow_name in buffering:
+        if (project_id, flow_name) in paused:
+            continue  # a paused schedule starts nothing, its buffered runs included
         unfinished = b.store.schedules.unfinished(project_id, flow_name, now)
         if not may_release(busy_of(unfinished)):
             continue

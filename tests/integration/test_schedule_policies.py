@@ -502,8 +502,36 @@ def test_a_pause_with_a_note_is_shown_and_kept_by_a_new_version(
     clock.now += MINUTE
     tick(s)
     assert policies.runs(proj, "paused-report") == []
-    # When it is resumed, beat fires it again from then on
+    # and a backfill while paused: its first run goes, the buffered one waits
+    slots = (
+        (next_minute(registered(v2)) - 3 * MINUTE).isoformat(),
+        (next_minute(registered(v2)) - 2 * MINUTE).isoformat(),
+    )
+    report = policies.fleet.client.backfill("paused-report", proj, *slots)
+    started, held = report.slots[0].run_id, report.slots[1].run_id
+    assert started and held and report.slots[1].outcome is Outcome.BUFFERED
+
+    def first_done() -> bool:
+        tick(s)
+        return policies.state(started).is_final  # type: ignore[arg-type]
+
+    policies.wait("the backfill's first run", first_done)
+    tick(s)
+    assert policies.state(held) is State.SCHEDULED  # type: ignore[arg-type]
+    # When it is resumed, beat sends the buffered run and fires it again from then on
     out = _cli(policies, "schedules", "resume", "paused-report", "-p", proj)
     assert "resumed (it was paused by alice" in out
     clock.now += MINUTE
     assert len(tick(s).created) == 1
+    released: list[str] = []
+
+    def held_done() -> bool:
+        released.extend(tick(s).released)
+        return policies.state(held).is_final  # type: ignore[arg-type]
+
+    policies.wait("the buffered run after the resume", held_done)
+    assert released == [held] and policies.state(held) is State.SUCCESS  # type: ignore[arg-type]
+    # The Python API pauses too, by this user at this host by default
+    pause = policies.fleet.client.pause_schedule("paused-report", proj, note="again")
+    assert pause.note == "again" and "@" in pause.by
+    assert policies.fleet.client.resume_schedule("paused-report", proj) == pause

@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from alembic import command
+from sqlalchemy import text
 
 from orchestrator.clock import utcnow
 from orchestrator.db import Store
+from orchestrator.db.migrate import _alembic_config
 from orchestrator.db.models import FlowVersion
 from orchestrator.db.schedules import Pause
 from orchestrator.errors import FlowNotFound, ScheduleError
 from orchestrator.requests import FlowRunRequest, NewFlowRun
 from orchestrator.schedules.slots import slot_key
 from orchestrator.states import State
-from tests.integration.db.common import IMPORT_REF, build
+from tests.integration.db.common import IMPORT_REF, brand_new_database, build
 
 SCHEDULE = {"type": "interval", "interval": 60}
 
@@ -173,3 +177,53 @@ class TestSchedules:
         assert [e.message for e in store.flow_runs.history(skipped)] == ["Skipped slot"]
         found = store.flow_runs.by_keys([slot_key(project, "ticker", now - timedelta(minutes=3))])
         assert [r.id for r in found.values()] == [skipped]
+
+
+class TestPauseMigration:
+    """Migration 0004 moves pauses from flow versions to the flow, and back."""
+
+    def test_a_paused_version_becomes_a_paused_flow_and_back(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        with brand_new_database(database_url, tmp_path) as url:
+            store = Store(url)
+            try:
+                # Given a database at 0003 with a paused, scheduled flow version
+                _migrate(store, "upgrade", "0003")
+                now = utcnow()
+                with store.engine.begin() as conn:
+                    conn.execute(
+                        text("INSERT INTO projects (id, name, created) VALUES (1, 'p', :now)"),
+                        {"now": now},
+                    )
+                    conn.execute(
+                        text(
+                            "INSERT INTO flows (id, project_id, name, version, archived, "
+                            "import_ref, parameters, schedule, schedule_paused, labels, "
+                            "structure_hash, structure, created) VALUES ('f1', 1, 'ticker', 1, "
+                            ":no, 'x:y', '[]', :schedule, :yes, '[]', 'h', '{}', :now)"
+                        ),
+                        {"no": False, "yes": True, "now": now, "schedule": '{"type": "x"}'},
+                    )
+                # When it is upgraded
+                store.upgrade()
+                # Then the flow is paused (by "unknown"), its version no longer says so
+                [(key, pause)] = store.schedules.pauses().items()
+                assert key == (1, "ticker") and pause.by.startswith("unknown")
+                assert store.flows.newest("p", "ticker").schedule_paused is False
+                assert store.schedules.flows() == []
+                # and downgrading marks the version paused again
+                _migrate(store, "downgrade", "0003")
+                with store.engine.connect() as conn:
+                    paused = conn.execute(text("SELECT schedule_paused FROM flows")).scalar()
+                assert bool(paused) is True
+            finally:
+                store.close()
+
+
+def _migrate(store: Store, direction: str, revision: str) -> None:
+    """Upgrade or downgrade ``store`` to ``revision`` with Alembic."""
+    cfg = _alembic_config(store.url)
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, direction)(cfg, revision)
