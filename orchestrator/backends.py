@@ -79,6 +79,37 @@ class Backends:
                 json.dumps({"id": flow_run_id, "state": state.value}),
             )
 
+    def cancel_flow_run(
+        self, flow_run_id: str, message: str = "cancelled by request", cancel_children: bool = True
+    ) -> bool:
+        """Cancel a flow run that is not final yet, and by default its unfinished children.
+
+        Its pending task runs are cancelled and its concurrency slots given back; a
+        task whose code is running finishes that code, and its result changes nothing.
+
+        Args:
+            flow_run_id: the run.
+            message: why (kept in the run's history).
+            cancel_children: also cancel its unfinished child runs, and theirs.
+
+        Returns:
+            True when the run was cancelled by this call.
+        """
+        run = self.store.flow_runs.get(flow_run_id)
+        cancelled = self.set_flow_run_state(flow_run_id, State.CANCELLED, message)
+        if cancelled:
+            self.store.task_runs.cancel_pending(flow_run_id, "flow run cancelled")
+            self.app.send_task(
+                constants.RELEASE_SLOTS,
+                args=[flow_run_id, list(run.labels or [])],
+                queue=self.settings.queue,
+            )
+        if cancel_children:
+            for child in self.store.flow_runs.children(run.id):
+                if not State(child.state).is_final:
+                    self.cancel_flow_run(child.id, f"parent {run.id} cancelled: {message}")
+        return cancelled
+
     def dispatch(self, flow_run_id: str, flow_name: str) -> None:
         """Send ``start_flow_run`` for a flow run to the workers."""
         self.app.send_task(

@@ -3,24 +3,19 @@
 asks for (:mod:`orchestrator.inprocess`), so ``Flow.register()`` and ``flow.run()``
 of a Flow-of-Flows work without the core importing the client.
 
-May import the backends, the registry, infos, browsing, concurrency, inprocess and
-the core;
-never the CLI or the workers."""
+May import the backends, the registry, infos, browsing, concurrency, inprocess,
+backfills, watching and the core; never the CLI or the workers."""
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-import redis
-from redis.client import PubSub
 
 import orchestrator.constants as constants
 import orchestrator.hooks as hooks
 from orchestrator.backends import Backends, backends
+from orchestrator.backfills import backfill
 from orchestrator.browsing import (
     FlowRunPage,
     LogPage,
@@ -32,24 +27,25 @@ from orchestrator.browsing import (
     summary,
 )
 from orchestrator.concurrency import LimitInfo, delete_limit, list_limits, set_limit
-from orchestrator.config import Settings
+from orchestrator.config import Settings, default_user
 from orchestrator.engine import Outcome
-from orchestrator.errors import FlowRunNotFound, FlowRunTimeout, TaskRunNotFound
+from orchestrator.errors import FlowRunNotFound, TaskRunNotFound
 from orchestrator.infos import FlowRunInfo, TaskRunInfo, flow_run_info, summary_info
 from orchestrator.inprocess import InProcessServices, run_stored
 from orchestrator.parameters import resolve_parameters
 from orchestrator.registry import register
 from orchestrator.requests import FlowRunRequest, NewFlowRun
+from orchestrator.schedules.backfill import BackfillReport, Bound
+from orchestrator.schedules.overlap import Overlap
 from orchestrator.states import State
+from orchestrator.watching import wait_until_final
 
 if TYPE_CHECKING:
     from orchestrator.db.models import FlowRun, TaskRunLog
+    from orchestrator.db.schedules import Pause
     from orchestrator.flow import Flow
 
-__all__ = ["Client", "FlowRunInfo", "TaskRunInfo"]
-
-#: The longest a waiter sleeps between two looks at a run's state, in seconds.
-_WAIT_STEP = 2.0
+__all__ = ["BackfillReport", "Client", "FlowRunInfo", "TaskRunInfo", "default_user"]
 
 
 class Client:
@@ -258,33 +254,8 @@ class Client:
         Raises:
             FlowRunTimeout: when the run is not final within ``timeout``.
         """
-        store = self.backends.store
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._notices(flow_run_id) as notices:
-            seen: State | None = None
-            while True:
-                state = State(store.flow_runs.get(flow_run_id).state)
-                if state != seen:
-                    seen = state
-                    if on_change:
-                        on_change(state)
-                if state.is_final:
-                    return self.get_flow_run(flow_run_id)
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise FlowRunTimeout(
-                        f"flow run {flow_run_id} is still {state.value} after {timeout:g}s"
-                    )
-                step = _WAIT_STEP if remaining is None else max(0.01, min(_WAIT_STEP, remaining))
-                notices.wait(step)
-
-    @contextlib.contextmanager
-    def _notices(self, flow_run_id: str) -> Iterator[_Notices]:
-        notices = _Notices(self.backends.redis, flow_run_id)
-        try:
-            yield notices
-        finally:
-            notices.close()
+        wait_until_final(self.backends, flow_run_id, timeout, on_change)
+        return self.get_flow_run(flow_run_id)
 
     def cancel_flow_run(self, flow_run_id: str, cancel_children: bool = True) -> bool:
         """Cancel a flow run that is not final yet, and by default its unfinished children.
@@ -292,20 +263,7 @@ class Client:
         Returns:
             True when the run was cancelled by this call.
         """
-        b = self.backends
-        run = b.store.flow_runs.get(flow_run_id)
-        cancelled = b.set_flow_run_state(flow_run_id, State.CANCELLED, "cancelled by request")
-        if cancelled:
-            b.store.task_runs.cancel_pending(flow_run_id, "flow run cancelled")
-            labels = list(run.labels or [])
-            b.app.send_task(
-                constants.RELEASE_SLOTS, args=[flow_run_id, labels], queue=self.settings.queue
-            )
-        if cancel_children:
-            for child in b.store.flow_runs.children(run.id):
-                if not State(child.state).is_final:
-                    self.cancel_flow_run(child.id, cancel_children=True)
-        return cancelled
+        return self.backends.cancel_flow_run(flow_run_id, cancel_children=cancel_children)
 
     def get_task_run_result(self, flow_run_id: str, task_slug: str, map_index: int = -1) -> Any:
         """The recorded result of one task run (None until it is final)."""
@@ -342,6 +300,77 @@ class Client:
         """Run a stored flow run in this process (how ``flow.run()`` mirrors a child)."""
         return run_stored(self.backends, flow_run_id)
 
+    # --- schedules ---------------------------------------------------------------------
+
+    def backfill(
+        self,
+        flow_name: str,
+        project_name: str,
+        start: Bound,
+        end: Bound,
+        *,
+        overlap: Overlap | str = Overlap.BUFFER_ALL,
+        dry_run: bool = False,
+    ) -> BackfillReport:
+        """Create one run per slot of a flow's schedule from ``start`` to ``end``.
+
+        Dates are read in the schedule's zone, ``end`` included (a date covers its
+        whole day; a date and time without an offset is a wall time there); the
+        schedule's own start and end dates do not clip the range. Each run has the
+        slot as its ``scheduled_start_time`` and the schedule's parameter defaults,
+        and the key beat gives that slot: backfilling twice, or over slots beat
+        already fired, creates nothing new, and the report says which slots were
+        there. New slots are decided oldest first by ``overlap`` (default
+        ``buffer_all``: one run at a time, in order) against the schedule's
+        unfinished runs. Beat sends the runs (``orchestrator beat`` must run).
+
+        Args:
+            flow_name: the flow (its newest version's schedule is used).
+            project_name: its project.
+            start: the first day (a date, datetime or ISO 8601 string).
+            end: the last day, included.
+            overlap: the overlap policy for the new slots.
+            dry_run: only list the slots (and which already have runs); create nothing.
+
+        Returns:
+            What was done with each slot.
+
+        Raises:
+            FlowNotFound: no such project or flow.
+            ScheduleError: the flow has no schedule, a bad range (more than 10,000
+                slots, end before start) or an unknown overlap policy.
+        """
+        return backfill(
+            self.backends, flow_name, project_name, start, end, overlap=overlap, dry_run=dry_run
+        )
+
+    def pause_schedule(
+        self, flow_name: str, project_name: str, note: str | None = None, by: str | None = None
+    ) -> Pause:
+        """Pause a flow's schedule: beat creates no runs of it until it is resumed.
+
+        The pause belongs to the flow: a new version of it stays paused.
+
+        Args:
+            flow_name: the flow.
+            project_name: its project.
+            note: why (shown by ``orchestrator schedules``).
+            by: who (default: the current user at this host).
+
+        Returns:
+            The pause as recorded (who, when, why).
+        """
+        who = by or default_user()
+        return self.backends.store.schedules.pause(project_name, flow_name, note, who)[1]
+
+    def resume_schedule(self, flow_name: str, project_name: str) -> Pause | None:
+        """Resume a flow's schedule from now on (slots missed while paused do not run).
+
+        Returns:
+            The pause it had, or None when it was not paused.
+        """
+        return self.backends.store.schedules.resume(project_name, flow_name)[1]
+
     # --- concurrency limits --------------------------------------------------------
 
     def set_concurrency_limit(self, label: str, limit: int) -> None:
@@ -362,35 +391,6 @@ class Client:
     def _wake(self, label: str) -> None:
         """Let the runs waiting for ``label`` look at its limit again."""
         self.backends.app.send_task(constants.WAKE_LABEL, args=[label], queue=self.settings.queue)
-
-
-class _Notices:
-    """A subscription to a flow run's state-change notices on Redis; without Redis
-    (or after a Redis error) waiting is plain sleeping, and the database decides."""
-
-    def __init__(self, client: redis.Redis, flow_run_id: str) -> None:
-        self.pubsub: PubSub | None = None
-        try:
-            self.pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            self.pubsub.subscribe(constants.FLOW_RUN_CHANNEL.format(id=flow_run_id))
-        except redis.RedisError:
-            self.pubsub = None
-
-    def wait(self, seconds: float) -> None:
-        """Return on the next notice, or after ``seconds`` (at most 0.5 s without Redis)."""
-        if self.pubsub is not None:
-            try:
-                self.pubsub.get_message(timeout=seconds)
-                return
-            except redis.RedisError:
-                self.pubsub = None
-        time.sleep(min(seconds, 0.5))
-
-    def close(self) -> None:
-        """Unsubscribe (best effort)."""
-        if self.pubsub is not None:
-            with contextlib.suppress(redis.RedisError):
-                self.pubsub.close()
 
 
 hooks.install(InProcessServices())

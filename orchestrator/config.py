@@ -10,8 +10,10 @@ Pure: imports only the standard library.
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -175,3 +177,12 @@ class ServerAuth:
                 "(or listen on 127.0.0.1)"
             )
         return None
+
+
+def default_user() -> str:
+    """``user@host``: who pauses a schedule when nobody says."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"

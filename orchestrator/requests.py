@@ -114,6 +114,8 @@ class NewFlowRun:
     parent_flow_run_id: str | None = None
     parent_task_run_id: str | None = None
     created: datetime = field(default_factory=utcnow)
+    #: held back by a schedule's overlap policy until the schedule's earlier runs finish
+    buffered: bool = False
 
     @classmethod
     def of(

@@ -1,10 +1,11 @@
 """Beat's decisions, made one tick at a time by :class:`ScheduleRunner` (the Celery
 adapter is :mod:`workers.scheduler`): the leader lock, reading schedules and
-bookmarks, creating the runs of due slots and recording missed ones, dispatching
-due Scheduled runs, and the periodic sweep for stuck runs; :class:`TickReport`
-says what a tick did. Imports redis-py, :mod:`orchestrator.backends`,
-:mod:`orchestrator.db.models`, the pure core (clock, constants, errors, schedules,
-states) and :mod:`workers.slot_runs`, :mod:`workers.sweeper`; no Celery."""
+bookmarks, firing due slots under their overlap policy and recording missed ones,
+dispatching due Scheduled runs and releasing buffered ones, and the periodic sweep
+for stuck runs; :class:`TickReport` says what a tick did. Imports redis-py,
+:mod:`orchestrator.backends`, :mod:`orchestrator.db.models`,
+:mod:`orchestrator.slot_runs`, the pure core (clock, constants, errors, schedules)
+and :mod:`workers.dispatching`, :mod:`workers.sweeper`; no Celery."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,24 +31,19 @@ from orchestrator.schedules.slots import (
     DEFAULT_MAX_RUNS,
     DEFAULT_MAX_SKIPPED,
     DEFAULT_WINDOW,
+    SlotPlan,
     plan_slots,
     schedule_hash,
     starting_point,
     utc_instant,
 )
-from orchestrator.states import State
-from workers.slot_runs import Entry, create_slot_run, record_skipped
+from orchestrator.slot_runs import Entry, fire_slots, record_missed
+from workers.dispatching import LATE_AFTER, Dispatcher, dispatch_due, release_buffered
 from workers.sweeper import SweepReport, sweep
 
 __all__ = ["LATE_AFTER", "Dispatcher", "ScheduleRunner", "TickReport", "lock_name_for"]
 
 log = logging.getLogger(__name__)
-
-#: A run dispatched this much after its nominal time says so in its state message.
-LATE_AFTER = timedelta(seconds=60)
-
-#: Sends a run to the workers: ``(flow_run_id, flow_name)``.
-Dispatcher = Callable[[str, str], None]
 
 #: A flow's bookmark: (handled until, hash of the schedule it is for).
 Mark = tuple[datetime, str | None]
@@ -61,17 +56,27 @@ class TickReport:
     Attributes:
         now: The tick's time.
         leader: Whether this scheduler held the leader lock (if not, it did nothing).
-        created: Ids of runs created for due slots.
-        skipped: Ids of runs recorded as Skipped for missed slots.
-        dispatched: Ids of Scheduled runs sent to the workers.
+        created: Ids of runs created for due slots (to start when due).
+        buffered: Ids of runs created held back by their overlap policy.
+        skipped: Ids of Skipped records of slots the overlap policy skipped.
+        missed: Ids of Skipped records of slots beat missed (outside the catch-up).
+        cancelled: Ids of runs cancelled by a ``cancel_other`` slot.
+        dispatched: Ids of Scheduled runs sent to the workers (released buffered
+            runs included).
+        released: Ids of buffered runs sent because their schedule's earlier runs
+            finished.
         swept: What the sweep for stuck runs did, when one ran this tick.
     """
 
     now: datetime
     leader: bool
     created: list[str] = field(default_factory=list)
+    buffered: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
     dispatched: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
     swept: SweepReport | None = None
 
 
@@ -94,12 +99,16 @@ class ScheduleRunner:
        handled), so flows registered, changed, paused or resumed are picked up
        without a restart;
     3. for each schedule asks :func:`~orchestrator.schedules.slots.plan_slots` which
-       slots are due, creates a run for each (state Scheduled,
-       ``scheduled_start_time`` the nominal fire time, the schedule's
-       ``parameter_defaults``), records missed slots as Skipped runs, and moves the
-       bookmark forward;
+       slots are due and which were missed (its catch-up), records the missed ones
+       as Skipped runs (logging their times), lets
+       :func:`~orchestrator.slot_runs.fire_slots` carry out the overlap policy's
+       decision for each due slot, oldest first (a run in Scheduled with
+       ``scheduled_start_time`` the nominal fire time and the schedule's
+       ``parameter_defaults``, a buffered run, a Skipped record, or the unfinished
+       runs cancelled first), and moves the bookmark forward;
     4. dispatches every run in Scheduled whose scheduled start time has come (runs
-       created here, and runs clients created for a future time): a compare-and-set
+       created here, and runs clients created for a future time), and, per
+       schedule without an active run, its oldest buffered run: a compare-and-set
        to Submitted, then ``start_flow_run`` on the queue. Never a Celery ETA or
        countdown, which would outlive the Redis visibility timeout and be
        redelivered;
@@ -312,7 +321,7 @@ class ScheduleRunner:
     # --- slots -----------------------------------------------------------------------
 
     def _fire(self, entry: Entry, now: datetime, report: TickReport) -> None:
-        """Create the runs (and skipped records) of one schedule's due slots."""
+        """Record the missed slots of one schedule and fire its due ones."""
         known = self._marks.get(entry.key)
         mark = known[0] if known else None
         last_seen = mark if mark is not None else aware(entry.flow.created) or now
@@ -324,57 +333,46 @@ class ScheduleRunner:
             max_skipped=self.max_skipped,
             max_runs=self.max_runs,
         )
-        if not plan.run and not plan.skip:
-            return
-        if plan.missed:
-            log.warning(
-                "beat: %s missed %d slot(s) since %s; running the latest (%s) late, "
-                "recording %d as skipped%s",
-                entry.label,
-                plan.missed,
-                last_seen.isoformat(),
-                plan.run[-1].isoformat(),
-                len(plan.skip),
-                f" ({plan.dropped} too old to record)" if plan.dropped else "",
-            )
-        if len(plan.run) > 1:
-            log.warning("beat: %s catching up %d missed slot(s)", entry.label, len(plan.run))
+        if plan.missed_count:
+            self._log_missed(entry, plan, last_seen)
+        b = self.backends
         latest = plan.run[-1] if plan.run else None
-        report.skipped.extend(
-            filter(None, (record_skipped(self.backends.store, entry, s, latest) for s in plan.skip))
-        )
-        report.created.extend(
-            filter(None, (create_slot_run(self.backends.store, entry, slot) for slot in plan.run))
-        )
+        report.missed += record_missed(b, entry, plan.missed, now, latest)
+        if plan.run:
+            fired = fire_slots(b, entry, plan.run, now)
+            report.created += fired.created
+            report.buffered += fired.buffered
+            report.skipped += fired.skipped
+            report.cancelled += fired.cancelled
         if mark is None or plan.handled_until > mark:
-            self._marks[entry.key] = self.backends.store.schedules.advance_mark(
+            self._marks[entry.key] = b.store.schedules.advance_mark(
                 entry.flow.project_id, entry.flow.name, plan.handled_until, entry.schedule_hash
             )
+
+    def _log_missed(self, entry: Entry, plan: SlotPlan, last_seen: datetime) -> None:
+        """Say which slots were missed, with their times, and which run late."""
+        recorded = len(plan.missed)
+        shown = ", ".join(t.isoformat() for t in plan.missed[-10:])
+        latest = f"the latest 10: {shown}" if recorded > 10 else shown
+        log.warning(
+            "beat: %s missed %d slot(s) since %s (catch-up %s); recorded %d as missed%s%s; %s",
+            entry.label,
+            plan.missed_count,
+            last_seen.isoformat(),
+            entry.schedule.catch_up.describe(),
+            recorded,
+            f" ({latest})" if recorded else "",
+            f", {plan.dropped} more too old to record" if plan.dropped else "",
+            f"running {len(plan.run)} late from {plan.run[0].isoformat()}"
+            if plan.run
+            else "running none",
+        )
 
     # --- dispatch --------------------------------------------------------------------
 
     def _dispatch_due(self, now: datetime, report: TickReport) -> None:
-        """Send every Scheduled run whose time has come to the workers."""
+        """Send due Scheduled runs, then buffered ones whose turn came, to the workers."""
         b = self.backends
-        for run, flow_name in b.store.schedules.due_runs(now, self.dispatch_limit):
-            nominal = aware(run.scheduled_start_time) or now
-            message = None
-            if now - nominal > LATE_AFTER:
-                message = f"dispatched late: due at {nominal.isoformat()}"
-            if not b.set_flow_run_state(
-                run.id, State.SUBMITTED, message, from_states=[State.SCHEDULED]
-            ):
-                continue  # another beat, or a worker, got there first
-            try:
-                self._dispatch(run.id, flow_name)
-            except Exception as exc:
-                # not sent: put it back so the next tick tries again
-                b.store.flow_runs.set_state(
-                    run.id,
-                    State.SCHEDULED,
-                    f"dispatch failed, retrying: {exc}",
-                    from_states=[State.SUBMITTED],
-                )
-                log.error("beat: could not send run %s of %s: %s", run.id, flow_name, exc)
-                return
-            report.dispatched.append(run.id)
+        report.dispatched += dispatch_due(b, self._dispatch, now, self.dispatch_limit)
+        report.released += release_buffered(b, self._dispatch, now)
+        report.dispatched += report.released

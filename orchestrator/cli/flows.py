@@ -87,7 +87,9 @@ def describe_schedule(schedule: dict[str, Any] | None, paused: bool = False) -> 
 @click.option("--all", "show_all", is_flag=True, help="Include archived versions.")
 def list_flows(show_all: bool) -> None:
     """List the registered flows (the newest version of each, unless --all)."""
-    rows = Client().backends.store.flows.list(include_archived=show_all)
+    store = Client().backends.store
+    rows = store.flows.list(include_archived=show_all)
+    paused = store.schedules.pauses()
     console = make_console()
     if not rows:
         console.print("no flows registered; try `orchestrator register PATH --project P`")
@@ -105,7 +107,7 @@ def list_flows(show_all: bool) -> None:
             escape(project),
             escape(f.name),
             str(f.version),
-            describe_schedule(f.schedule, f.schedule_paused),
+            describe_schedule(f.schedule, (f.project_id, f.name) in paused and not f.archived),
             escape(", ".join(f.labels or [])) or "-",
         ]
         if show_all:

@@ -1,29 +1,36 @@
 """``orchestrator beat`` and ``orchestrator schedules``: firing registered flows'
-schedules with Celery beat, listing them with their next fire times, pausing and
-resuming them.
+schedules with Celery beat, listing them with their next fire times and last slots,
+one schedule's slots, pausing (with a note) and resuming them, and backfills.
 
-May import :mod:`~orchestrator.cli.display`, :mod:`~orchestrator.cli.launch`, the
-backends, the database package and the core; no other command module."""
+May import :mod:`~orchestrator.cli.display`, :mod:`~orchestrator.cli.launch`,
+:mod:`~orchestrator.cli.slot_view`, the client, the backends, the database package
+and the core; no other command module."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from datetime import datetime
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from orchestrator.backends import backends
 from orchestrator.cli.display import make_console
 from orchestrator.cli.launch import PASS_THROUGH, describe_backends, exec_command, has_option
+from orchestrator.cli.slot_view import (
+    backfill_heading,
+    backfill_summary,
+    backfill_table,
+    describe,
+    fire_times,
+    pause_text,
+    schedule_table,
+    slots_table,
+)
+from orchestrator.client import Client, default_user
 from orchestrator.config import Settings
 from orchestrator.db import Store
-from orchestrator.db.models import FlowVersion
-from orchestrator.errors import ScheduleError
 from orchestrator.schedules import schedule_from_dict
-from orchestrator.schedules.text import describe, fire_times
+from orchestrator.schedules.overlap import Overlap
 
 #: The beat scheduler class, as ``celery beat -S`` names it.
 SCHEDULER = "workers.scheduler:FlowScheduler"
@@ -68,44 +75,6 @@ def beat(ctx: click.Context) -> None:
 # --- listing ---------------------------------------------------------------------
 
 
-def schedule_table(
-    rows: Sequence[tuple[str, FlowVersion]], count: int = 5, now: datetime | None = None
-) -> Table:
-    """The table ``orchestrator schedules`` prints.
-
-    Args:
-        rows: (project, flow version) pairs with a schedule.
-        count: How many next fire times to show.
-        now: List fire times after this (default: now).
-
-    Returns:
-        A rich table: project, flow, schedule, zone, paused, next times (zone, UTC).
-    """
-    table = Table(title="scheduled flows", title_justify="left", show_lines=True)
-    table.add_column("project")
-    table.add_column("flow", style="bold")
-    table.add_column("schedule")
-    table.add_column("zone")
-    table.add_column("paused")
-    table.add_column(f"next {count} (schedule's zone)")
-    table.add_column(f"next {count} (UTC)")
-    for project, flow in rows:
-        try:
-            schedule = schedule_from_dict(flow.schedule or {})
-        except ScheduleError as exc:
-            problem = f"[red]unreadable: {escape(str(exc))}[/]"
-            table.add_row(escape(project), escape(flow.name), problem, "", "", "", "")
-            continue
-        times = fire_times(schedule, count, after=now)
-        paused = "[yellow]paused[/]" if flow.schedule_paused else "no"
-        local = "\n".join(t for t, _ in times) or "[dim]none (ended)[/]"
-        utc = "\n".join(u for _, u in times) or "[dim]none (ended)[/]"
-        name = f"{escape(flow.name)}\n[dim]v{flow.version}[/]"
-        what = escape(describe(schedule))
-        table.add_row(escape(project), name, what, escape(schedule.timezone), paused, local, utc)
-    return table
-
-
 @click.group(invoke_without_command=True)
 @click.option("--project", "-p", help="Only this project's flows.")
 @click.option(
@@ -114,56 +83,99 @@ def schedule_table(
     type=click.IntRange(1, 50),
     default=5,
     show_default=True,
-    help="How many next fire times to show.",
+    help="How many next fire times and last slots to show.",
 )
 @click.pass_context
 def schedules(ctx: click.Context, project: str | None, count: int) -> None:
-    """List scheduled flows with their next fire times; pause or resume one.
+    """List scheduled flows: their next fire times, last slots and pauses.
 
-    Fire times are shown in the schedule's zone (its start date's) and in UTC.
+    Fire times are shown in the schedule's zone (its start date's) and in UTC. The
+    last slots say what happened to each: the run's state, skipped (by the overlap
+    policy), missed (beat was down), or buffered (waiting for the running one).
     """
     if ctx.invoked_subcommand is not None:
         return
     store = _store()
     try:
         rows = store.schedules.flows(include_paused=True)
+        if project is not None:
+            rows = [(p, f) for p, f in rows if p == project]
+        pauses = store.schedules.pauses()
+        recent = {
+            (f.project_id, f.name): store.schedules.slot_runs(f.project_id, f.name, count)
+            for _, f in rows
+        }
     finally:
         store.close()
-    if project is not None:
-        rows = [(p, f) for p, f in rows if p == project]
     console = make_console()
     if not rows:
         where = f" in project {project!r}" if project else ""
         console.print(f"no scheduled flows{where}")
         return
-    console.print(schedule_table(rows, count))
-
-
-def _set_paused(flow: str, project: str, paused: bool) -> None:
-    store = _store()
-    try:
-        version = store.schedules.set_paused(project, flow, paused)
-    finally:
-        store.close()
-    if paused:
-        text = "paused: beat creates no runs for it until `orchestrator schedules resume`"
-    else:
-        schedule = schedule_from_dict(version.schedule or {})
-        upcoming = fire_times(schedule, 1)
-        when = f"; next fire {upcoming[0][0]} ({upcoming[0][1]})" if upcoming else ""
-        text = f"resumed (slots missed while paused do not run){when}"
-    make_console().print(
-        f"schedule of flow {escape(flow)} in project {escape(project)} "
-        f"(version {version.version}) {text}"
-    )
+    console.print(schedule_table(rows, count, pauses=pauses, recent=recent))
 
 
 @schedules.command()
 @click.argument("flow")
 @click.option("--project", "-p", required=True, help="The flow's project.")
-def pause(flow: str, project: str) -> None:
-    """Stop beat from creating runs of FLOW (its newest version)."""
-    _set_paused(flow, project, True)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many slots, the latest first.",
+)
+def slots(flow: str, project: str, limit: int) -> None:
+    """List the latest slots of FLOW's schedule and what happened to each.
+
+    Every slot beat fired, skipped (overlap policy), missed (beat was down) or a
+    backfill created, with its run and that run's message.
+    """
+    store = _store()
+    try:
+        version = store.flows.newest(project, flow)
+        runs = store.schedules.slot_runs(version.project_id, version.name, limit)
+    finally:
+        store.close()
+    if not version.schedule:
+        raise click.ClickException(f"flow {flow!r} in project {project!r} has no schedule")
+    schedule = schedule_from_dict(version.schedule)
+    console = make_console()
+    console.print(
+        f"{escape(flow)} in project {escape(project)}: {escape(describe(schedule))}".replace(
+            "\n", ", "
+        )
+    )
+    if not runs:
+        console.print("no slots recorded yet")
+        return
+    console.print(slots_table(schedule, runs))
+
+
+# --- pausing ---------------------------------------------------------------------
+
+
+@schedules.command()
+@click.argument("flow")
+@click.option("--project", "-p", required=True, help="The flow's project.")
+@click.option("--note", "-m", metavar="TEXT", help="Why (shown by `orchestrator schedules`).")
+@click.option("--by", metavar="NAME", help="Who pauses it (default: user@host).")
+def pause(flow: str, project: str, note: str | None, by: str | None) -> None:
+    """Stop beat from creating runs of FLOW, recording who, when and why.
+
+    The pause belongs to the flow: registering a new version keeps it paused.
+    """
+    store = _store()
+    try:
+        version, done = store.schedules.pause(project, flow, note, by or default_user())
+    finally:
+        store.close()
+    make_console().print(
+        f"schedule of flow {escape(flow)} in project {escape(project)} "
+        f"(version {version.version}) {pause_text(done)}".replace("\n", ", ")
+        + "\nbeat creates no runs for it until `orchestrator schedules resume`"
+    )
 
 
 @schedules.command()
@@ -171,7 +183,53 @@ def pause(flow: str, project: str) -> None:
 @click.option("--project", "-p", required=True, help="The flow's project.")
 def resume(flow: str, project: str) -> None:
     """Let beat create runs of FLOW again, from now on."""
-    _set_paused(flow, project, False)
+    store = _store()
+    try:
+        version, was = store.schedules.resume(project, flow)
+    finally:
+        store.close()
+    schedule = schedule_from_dict(version.schedule or {})
+    upcoming = fire_times(schedule, 1)
+    when = f"; next fire {upcoming[0][0]} ({upcoming[0][1]})" if upcoming else ""
+    before = "" if was is None else f" (it was {pause_text(was)})".replace("\n", ", ")
+    make_console().print(
+        f"schedule of flow {escape(flow)} in project {escape(project)} "
+        f"(version {version.version}) resumed{before}; slots missed while paused do "
+        f"not run{when}"
+    )
+
+
+# --- backfill ----------------------------------------------------------------------
+
+
+@schedules.command()
+@click.argument("flow")
+@click.option("--project", "-p", required=True, help="The flow's project.")
+@click.option("--start", required=True, metavar="DATE", help="First day (2026-03-02), or a time.")
+@click.option("--end", required=True, metavar="DATE", help="Last day, included.")
+@click.option("--dry-run", is_flag=True, help="List the slots; create nothing.")
+@click.option(
+    "--overlap",
+    type=click.Choice([p.value for p in Overlap]),
+    default=Overlap.BUFFER_ALL.value,
+    show_default=True,
+    help="What to do with a slot while an earlier run has not finished.",
+)
+def backfill(flow: str, project: str, start: str, end: str, dry_run: bool, overlap: str) -> None:
+    """Create one run per slot of FLOW's schedule from --start to --end.
+
+    Dates are read in the schedule's zone and --end is included. Each run gets the
+    slot as its scheduled start time and the schedule's parameter defaults, under
+    the key beat gives that slot: slots that already have a run (or were skipped)
+    get nothing new. Beat sends the runs, so `orchestrator beat` must run.
+    """
+    report = Client().backfill(flow, project, start, end, overlap=overlap, dry_run=dry_run)
+    what = describe(report.schedule).replace("\n", ", ")
+    console = make_console()
+    console.print(backfill_heading(report, f"{what} in {report.timezone}"))
+    if report.slots:
+        console.print(backfill_table(report))
+    console.print(escape(backfill_summary(report)))
 
 
 COMMANDS: list[click.Command] = [beat, schedules]
@@ -183,4 +241,4 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-__all__ = ["COMMANDS", "SCHEDULER", "describe", "fire_times", "register", "schedule_table"]
+__all__ = ["COMMANDS", "SCHEDULER", "register"]

@@ -70,6 +70,7 @@ def row_of(new: NewFlowRun, **changes: Any) -> dict[str, Any]:
         "end_time": None,
         "created": new.created,
         "updated": new.created,
+        "buffered": new.buffered,
     }
     row.update(changes)
     return row
@@ -134,13 +135,17 @@ class FlowRuns:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def insert(self, new: NewFlowRun) -> tuple[FlowRun, bool]:
+    def insert(self, new: NewFlowRun, message: str | None = None) -> tuple[FlowRun, bool]:
         """Insert a flow run, or find the one holding its idempotency key.
+
+        Args:
+            new: the run.
+            message: its first state's message (kept in its history too).
 
         Returns:
             The run as stored, and True when this call inserted it.
         """
-        return self._insert(new, row_of(new))
+        return self._insert(new, row_of(new, message=message))
 
     def insert_final(self, new: NewFlowRun, message: str) -> tuple[FlowRun, bool]:
         """Record a flow run that is final from the start (a skipped schedule slot).
@@ -169,13 +174,24 @@ class FlowRuns:
                 tx.execute(sql.INSERT_FLOW_RUN, row)
                 created = True
             if created:
-                tx.event(new.id, State(new.state))
+                tx.event(new.id, State(new.state), row["message"])
         if created:
             return FlowRun(**row), True
         existing = self.by_key(key or "")
         if existing is None:
             raise FlowRunNotFound(f"no flow run holds idempotency key {key!r}")
         return existing, False
+
+    def by_keys(self, keys: Iterable[str]) -> dict[str, FlowRun]:
+        """The flow runs holding these idempotency keys, by key (absent keys left out)."""
+        wanted = sorted(set(keys))
+        found: dict[str, FlowRun] = {}
+        with self._db.reading() as s:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start : start + _IDS_PER_QUERY]
+                for run in s.scalars(select(FlowRun).where(FlowRun.idempotency_key.in_(chunk))):
+                    found[run.idempotency_key or ""] = run
+        return found
 
     def by_key(self, key: str) -> FlowRun | None:
         """The flow run holding an idempotency key, if any."""

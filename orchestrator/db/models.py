@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -50,6 +51,8 @@ class FlowVersion(Base):
     import_ref: Mapped[str] = mapped_column(Text)
     parameters: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: Unused since migration 0004 (always False): a pause belongs to the flow, not to
+    #: one version, and lives in ``schedule_pauses``.
     schedule_paused: Mapped[bool] = mapped_column(Boolean, default=False)
     labels: Mapped[list[str]] = mapped_column(JSON)
     structure_hash: Mapped[str] = mapped_column(String(64))
@@ -100,6 +103,9 @@ class FlowRun(Base):
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: A schedule slot's run held back by its overlap policy (``buffer_one``,
+    #: ``buffer_all``): beat sends it once no earlier run of the schedule is active.
+    buffered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TaskRun(Base):
@@ -154,6 +160,20 @@ class ScheduleMark(Base):
     handled_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     schedule_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SchedulePause(Base):
+    """A paused schedule: who paused it, when and why. One row per flow (project and
+    name, across its versions), so a new version of a paused flow stays paused;
+    resuming deletes the row."""
+
+    __tablename__ = "schedule_pauses"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    flow_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    paused_by: Mapped[str] = mapped_column(String(200))
+    paused_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class TaskRunLog(Base):

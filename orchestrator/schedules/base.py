@@ -1,8 +1,9 @@
 """The base of every schedule, :class:`Schedule`: start and end dates, parameter
-defaults, catch-up, the queries (:meth:`Schedule.next`, :meth:`Schedule.between`)
-and the dict form (:meth:`Schedule.to_dict`); each kind supplies an endless stream of
-fire instants, which this class clips to the dates. Pure: imports only pendulum,
-:mod:`orchestrator.errors` and :mod:`orchestrator.schedules.zones`."""
+defaults, catch-up, the overlap policy, the queries (:meth:`Schedule.next`,
+:meth:`Schedule.between`) and the dict form (:meth:`Schedule.to_dict`); each kind
+supplies an endless stream of fire instants, which this class clips to the dates.
+Pure: imports only pendulum, :mod:`orchestrator.errors` and the schedules package's
+``zones``, ``catchup`` and ``overlap``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any, ClassVar
 import pendulum
 
 from orchestrator.errors import ScheduleError
+from orchestrator.schedules.catchup import CatchUp, catch_up
+from orchestrator.schedules.overlap import Overlap, overlap_policy
 from orchestrator.schedules.zones import Zone, aware, utc, zone_of
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -38,10 +41,18 @@ class Schedule(abc.ABC):
         end_date: No fire after this aware datetime.
         parameter_defaults: JSON-serialisable parameters for each scheduled run.
         catchup: For beat: True runs every missed slot, False only the latest.
+        catchup_window: For beat, instead of ``catchup``: after downtime, the missed
+            slots younger than this run (each once, oldest first, under the overlap
+            policy); older ones are recorded as missed.
+        overlap: What beat does with a slot while an earlier run of the flow from
+            this schedule has not finished: ``"allow"`` (start it anyway),
+            ``"skip"``, ``"buffer_one"``, ``"buffer_all"`` or ``"cancel_other"``
+            (see :class:`~orchestrator.schedules.overlap.Overlap`).
 
     Raises:
-        ScheduleError: A naive date, ``end_date`` before ``start_date``, or defaults
-            that are not a JSON-serialisable dict.
+        ScheduleError: A naive date, ``end_date`` before ``start_date``, defaults
+            that are not a JSON-serialisable dict, a bad catch-up or an unknown
+            overlap policy (the message names the allowed ones).
     """
 
     kind: ClassVar[str]
@@ -52,6 +63,8 @@ class Schedule(abc.ABC):
         end_date: datetime | None = None,
         parameter_defaults: Mapping[str, Any] | None = None,
         catchup: bool = False,
+        catchup_window: timedelta | None = None,
+        overlap: Overlap | str = Overlap.ALLOW,
     ) -> None:
         start = aware(start_date, "start_date") if start_date is not None else None
         end = aware(end_date, "end_date") if end_date is not None else None
@@ -74,10 +87,11 @@ class Schedule(abc.ABC):
             json.dumps(dict(parameter_defaults))
         except (TypeError, ValueError) as exc:
             raise ScheduleError(f"parameter_defaults must be JSON-serialisable: {exc}") from exc
-        if not isinstance(catchup, bool):
-            raise ScheduleError(f"catchup must be True or False, got {catchup!r}")
+        self._catch_up = catch_up(catchup, catchup_window)
+        self._overlap = overlap_policy(overlap)
         self._parameter_defaults = dict(parameter_defaults)
         self._catchup = catchup
+        self._catchup_window = catchup_window
 
     # -- attributes
 
@@ -103,8 +117,23 @@ class Schedule(abc.ABC):
 
     @property
     def catchup(self) -> bool:
-        """Whether beat creates a run for every missed slot (else only the latest)."""
+        """Whether beat creates a run for every missed slot (``catchup=True``)."""
         return self._catchup
+
+    @property
+    def catchup_window(self) -> timedelta | None:
+        """How young a missed slot must be to still run, when given."""
+        return self._catchup_window
+
+    @property
+    def catch_up(self) -> CatchUp:
+        """What beat does with missed slots: ``catchup`` and ``catchup_window`` as one."""
+        return self._catch_up
+
+    @property
+    def overlap(self) -> Overlap:
+        """What beat does with a slot while an earlier run has not finished."""
+        return self._overlap
 
     # -- queries
 
@@ -127,7 +156,12 @@ class Schedule(abc.ABC):
         return [self._local(t) for t in islice(self._fire_times(lower, None), n)]
 
     def between(
-        self, start: datetime, end: datetime, limit: int | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        limit: int | None = None,
+        *,
+        within_dates: bool = True,
     ) -> list[pendulum.DateTime]:
         """Return the fire times in ``(start, end]``: the slots beat may have missed.
 
@@ -138,6 +172,9 @@ class Schedule(abc.ABC):
             start: Exclusive lower bound, aware.
             end: Inclusive upper bound, aware.
             limit: Return at most this many (the earliest), when given.
+            within_dates: Clip to ``start_date`` and ``end_date`` (the default). A
+                backfill asks for its range explicitly and passes False: the slots
+                the schedule's expression gives, in its zone, whatever its dates.
 
         Returns:
             Ascending fire times in the schedule's zone (empty when ``end <= start``).
@@ -153,13 +190,17 @@ class Schedule(abc.ABC):
         upper = utc(aware(end, "end"))
         if upper <= lower:
             return []
-        return [self._local(t) for t in islice(self._fire_times(lower, upper), limit)]
+        times = self._fire_times(lower, upper, within_dates)
+        return [self._local(t) for t in islice(times, limit)]
 
-    def _fire_times(self, lower: datetime, upper: datetime | None) -> Iterator[datetime]:
-        """Fire instants (UTC) in ``(lower, upper]`` clipped to the start and end dates."""
-        if self._start_utc is not None:
+    def _fire_times(
+        self, lower: datetime, upper: datetime | None, within_dates: bool = True
+    ) -> Iterator[datetime]:
+        """Fire instants (UTC) in ``(lower, upper]``, clipped to the start and end dates
+        unless ``within_dates`` is False."""
+        if within_dates and self._start_utc is not None:
             lower = max(lower, self._start_utc - _ONE_MICROSECOND)
-        if self._end_utc is not None:
+        if within_dates and self._end_utc is not None:
             upper = self._end_utc if upper is None else min(upper, self._end_utc)
         if upper is not None and upper <= lower:
             return
@@ -183,9 +224,10 @@ class Schedule(abc.ABC):
         Returns:
             A dict with ``type``, ``timezone`` (the zone name), ISO 8601 ``start_date``
             and ``end_date`` (or None), ``parameter_defaults``, ``catchup`` and the
-            kind's own fields.
+            kind's own fields; ``catchup_window_seconds`` and ``overlap`` only when
+            given (a schedule stored before they existed keeps its fingerprint).
         """
-        return {
+        data: dict[str, Any] = {
             "type": self.kind,
             **self._own_fields(),
             "timezone": self.timezone,
@@ -194,6 +236,12 @@ class Schedule(abc.ABC):
             "parameter_defaults": dict(self._parameter_defaults),
             "catchup": self._catchup,
         }
+        if self._catchup_window is not None:
+            seconds = self._catchup_window.total_seconds()
+            data["catchup_window_seconds"] = int(seconds) if seconds.is_integer() else seconds
+        if self._overlap is not Overlap.ALLOW:
+            data["overlap"] = self._overlap.value
+        return data
 
     @abc.abstractmethod
     def _own_fields(self) -> dict[str, Any]:

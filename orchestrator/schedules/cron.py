@@ -14,6 +14,7 @@ from croniter import CroniterBadDateError, croniter
 
 from orchestrator.errors import ScheduleError
 from orchestrator.schedules.base import Schedule
+from orchestrator.schedules.overlap import Overlap
 from orchestrator.schedules.zones import Zone
 
 # Wall clocks never jump backwards by more than this (2 hours in Antarctica/Troll;
@@ -73,10 +74,16 @@ class CronSchedule(Schedule):
         end_date: No fire after this aware datetime.
         parameter_defaults: JSON-serialisable parameters for each scheduled run.
         catchup: For beat: True runs every missed slot, False only the latest.
+        catchup_window: For beat, instead of ``catchup``: the missed slots younger than
+            this run after downtime; older ones are recorded as missed.
+        overlap: What beat does with a slot while an earlier run from this schedule
+            has not finished: ``"allow"`` (default), ``"skip"``, ``"buffer_one"``,
+            ``"buffer_all"`` or ``"cancel_other"``.
 
     Raises:
-        ScheduleError: An invalid or never-firing cron string, a naive date, or
-            ``end_date`` before ``start_date``.
+        ScheduleError: An invalid or never-firing cron string, a naive date,
+            ``end_date`` before ``start_date``, a bad catch-up or an unknown overlap
+            policy.
 
     Example:
         >>> new_york = pendulum.datetime(2026, 1, 1, tz="US/Eastern")
@@ -94,11 +101,13 @@ class CronSchedule(Schedule):
         end_date: datetime | None = None,
         parameter_defaults: Mapping[str, Any] | None = None,
         catchup: bool = False,
+        catchup_window: timedelta | None = None,
+        overlap: Overlap | str = Overlap.ALLOW,
     ) -> None:
         self._cron, self._expression = _parse_cron(cron)
         fields = self._expression.split()
         self._periodic = fields[0].startswith("*") or fields[1].startswith("*")
-        super().__init__(start_date, end_date, parameter_defaults, catchup)
+        super().__init__(start_date, end_date, parameter_defaults, catchup, catchup_window, overlap)
 
     @property
     def cron(self) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from orchestrator.errors import ScheduleError
 from orchestrator.schedules.base import Schedule
+from orchestrator.schedules.overlap import Overlap
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -29,10 +30,15 @@ class IntervalSchedule(Schedule):
         end_date: No fire after this aware datetime.
         parameter_defaults: JSON-serialisable parameters for each scheduled run.
         catchup: For beat: True runs every missed slot, False only the latest.
+        catchup_window: For beat, instead of ``catchup``: the missed slots younger than
+            this run after downtime; older ones are recorded as missed.
+        overlap: What beat does with a slot while an earlier run from this schedule
+            has not finished: ``"allow"`` (default), ``"skip"``, ``"buffer_one"``,
+            ``"buffer_all"`` or ``"cancel_other"``.
 
     Raises:
-        ScheduleError: A non-positive interval, a naive date, or ``end_date`` before
-            ``start_date``.
+        ScheduleError: A non-positive interval, a naive date, ``end_date`` before
+            ``start_date``, a bad catch-up or an unknown overlap policy.
     """
 
     kind = "interval"
@@ -44,6 +50,8 @@ class IntervalSchedule(Schedule):
         end_date: datetime | None = None,
         parameter_defaults: Mapping[str, Any] | None = None,
         catchup: bool = False,
+        catchup_window: timedelta | None = None,
+        overlap: Overlap | str = Overlap.ALLOW,
     ) -> None:
         if not isinstance(interval, timedelta):
             raise ScheduleError(
@@ -52,7 +60,7 @@ class IntervalSchedule(Schedule):
         if interval <= timedelta(0):
             raise ScheduleError(f"interval must be positive, got {interval}")
         self._interval = interval
-        super().__init__(start_date, end_date, parameter_defaults, catchup)
+        super().__init__(start_date, end_date, parameter_defaults, catchup, catchup_window, overlap)
 
     @property
     def interval(self) -> timedelta:

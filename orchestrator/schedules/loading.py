@@ -42,6 +42,8 @@ def schedule_from_dict(data: Mapping[str, Any]) -> Schedule:
         "end_date": end,
         "parameter_defaults": data.get("parameter_defaults") or {},
         "catchup": data.get("catchup", False),
+        "catchup_window": _window(data.get("catchup_window_seconds")),
+        "overlap": data.get("overlap", "allow"),
     }
     if kind == CronSchedule.kind:
         if "cron" not in data:
@@ -55,3 +57,12 @@ def schedule_from_dict(data: Mapping[str, Any]) -> Schedule:
             )
         return IntervalSchedule(timedelta(seconds=seconds), **common)
     raise ScheduleError(f"unknown schedule type {kind!r}: expected 'cron' or 'interval'")
+
+
+def _window(seconds: object) -> timedelta | None:
+    """The catch-up window stored as ``catchup_window_seconds`` (None when absent)."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ScheduleError(f"'catchup_window_seconds' must be a number, got {seconds!r}")
+    return timedelta(seconds=seconds)

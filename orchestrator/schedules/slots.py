@@ -2,8 +2,8 @@
 bookmark starts (:func:`starting_point`), and each slot's idempotency key
 (:func:`slot_key`): pure functions of a schedule, the instant up to which its slots
 were handled, and the current time; the policy is in :class:`SlotPlan`'s
-docstring. Pure: imports only pendulum, :mod:`orchestrator.errors` and
-:mod:`orchestrator.schedules.base`."""
+docstring. Pure: imports only pendulum, :mod:`orchestrator.errors` and the
+schedules package's ``base`` and ``catchup``."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ import pendulum
 
 from orchestrator.errors import ScheduleError
 from orchestrator.schedules.base import Schedule
+from orchestrator.schedules.catchup import ON_TIME, CatchUp
 
 __all__ = [
     "DEFAULT_MAX_RUNS",
     "DEFAULT_MAX_SKIPPED",
     "DEFAULT_WINDOW",
+    "SLOT_KEY_PREFIX",
     "SlotPlan",
     "plan_slots",
     "schedule_hash",
@@ -35,6 +37,8 @@ DEFAULT_WINDOW = timedelta(hours=24)
 DEFAULT_MAX_SKIPPED = 100
 #: How many slots one tick runs for a catch-up schedule, at most.
 DEFAULT_MAX_RUNS = 100
+#: Every slot's run key starts so (:func:`slot_key`): how a schedule's runs are told apart.
+SLOT_KEY_PREFIX = "schedule:"
 
 
 @dataclass(frozen=True)
@@ -43,23 +47,32 @@ class SlotPlan:
 
     A *slot* is one nominal fire time of a schedule. Beat keeps, per scheduled flow, a
     bookmark ``handled_until``: every slot at or before it has been dealt with (a run was
-    created, or the slot was recorded as skipped). On each tick it asks
+    created, or the slot was recorded as skipped or missed). On each tick it asks
     :func:`plan_slots` what to do with the slots in ``(handled_until, now]``:
 
     * One slot (the normal case: beat ticks far more often than schedules fire): run it.
-    * Several slots (beat was down, or the flow was paused...): they were *missed*.
+    * Several slots (beat was down, or the flow was paused...): the schedule's
+      catch-up (:class:`~orchestrator.schedules.catchup.CatchUp`) decides which run:
 
-      - By default only the most recent missed slot runs, late, keeping its nominal
-        time as its scheduled start time; the earlier ones are recorded as skipped
-        runs, so ``orchestrator runs`` shows what did not happen and why. At most
-        ``max_skipped`` of them are recorded (the latest ones); older ones are only
-        counted in :attr:`SlotPlan.dropped`.
-      - With the schedule's ``catchup=True`` every missed slot runs, oldest first, at
-        most ``max_runs`` per tick; the bookmark then stops at the last slot handled, so
-        the next tick goes on where this one stopped.
+      - by default (``catchup=False``) only the most recent one runs, late, keeping its
+        nominal time as its scheduled start time;
+      - with ``catchup_window=W`` the ones younger than ``W`` run, oldest first (a slot
+        seen within :data:`~orchestrator.schedules.catchup.ON_TIME` of its time is
+        never missed, whatever ``W``);
+      - with ``catchup=True`` every one runs, oldest first.
 
-    * Slots older than ``now - window`` are never looked at: after a long outage beat
-      neither runs nor records more than one window's worth of slots.
+      The others are *missed*: recorded as skipped runs saying so, so ``orchestrator
+      schedules`` and ``orchestrator runs`` show what did not happen and why. At most
+      ``max_skipped`` are recorded (the latest ones); older ones are only counted in
+      :attr:`SlotPlan.dropped`. At most ``max_runs`` slots run per tick; the bookmark
+      then stops at the last slot handled, so the next tick goes on from there.
+
+    * Slots older than ``now - window`` (or than the catch-up window, when that is
+      longer) are never looked at: after a long outage beat neither runs nor records
+      more than that.
+
+    Which of the slots that run actually start, wait or skip is the overlap policy's
+    decision (:mod:`orchestrator.schedules.overlap`), made slot by slot in order.
 
     Where the bookmark starts (:func:`starting_point`): a flow beat has never fired
     starts at its registration (or, when beat was already running, when beat first saw
@@ -73,23 +86,21 @@ class SlotPlan:
     create one run.
 
     Attributes:
-        run: Slots to create runs for, ascending, in the schedule's zone.
-        skip: Earlier missed slots to record as skipped runs, ascending.
+        run: Slots to fire, ascending, in the schedule's zone.
+        missed: Missed slots to record as such, ascending.
         dropped: Missed slots neither run nor recorded (beyond ``max_skipped``).
         handled_until: The new bookmark: every slot at or before it is dealt with.
     """
 
     run: tuple[pendulum.DateTime, ...]
-    skip: tuple[pendulum.DateTime, ...]
+    missed: tuple[pendulum.DateTime, ...]
     dropped: int
     handled_until: datetime
 
     @property
-    def missed(self) -> int:
-        """How many slots were missed: skipped, dropped, and the late one that runs."""
-        if not self.skip and not self.dropped:
-            return 0
-        return len(self.skip) + self.dropped + len(self.run)
+    def missed_count(self) -> int:
+        """How many slots were missed (do not run): recorded and dropped."""
+        return len(self.missed) + self.dropped
 
 
 def utc_instant(value: datetime, what: str = "time") -> datetime:
@@ -123,17 +134,18 @@ def plan_slots(
     max_skipped: int = DEFAULT_MAX_SKIPPED,
     max_runs: int = DEFAULT_MAX_RUNS,
 ) -> SlotPlan:
-    """Decide which slots of ``schedule`` in ``(last_seen, now]`` run and which are
-    skipped, as :class:`SlotPlan` describes.
+    """Decide which slots of ``schedule`` in ``(last_seen, now]`` run and which were
+    missed, as :class:`SlotPlan` describes.
 
     Args:
-        schedule: The flow's schedule (its ``catchup`` flag picks the policy).
+        schedule: The flow's schedule (its ``catch_up`` picks what runs late).
         last_seen: Every slot at or before this instant was handled already; None
             when nothing is known, which looks back the whole window.
         now: The current time (aware).
-        window: Slots older than ``now - window`` are ignored.
-        max_skipped: Record at most this many missed slots as skipped per tick.
-        max_runs: With ``catchup``, run at most this many slots per tick.
+        window: Slots older than ``now - window`` are ignored (a longer catch-up
+            window widens it).
+        max_skipped: Record at most this many missed slots per tick.
+        max_runs: Run at most this many slots per tick.
 
     Returns:
         The plan. Its ``handled_until`` never moves back from ``last_seen``.
@@ -146,7 +158,7 @@ def plan_slots(
         >>> s = CronSchedule("0 * * * *")
         >>> plan = plan_slots(s, pendulum.datetime(2026, 1, 1, 0, 30),
         ...                   pendulum.datetime(2026, 1, 1, 3, 10))
-        >>> [t.hour for t in plan.run], [t.hour for t in plan.skip]
+        >>> [t.hour for t in plan.run], [t.hour for t in plan.missed]
         ([3], [1, 2])
     """
     now_utc = utc_instant(now, "now")
@@ -156,23 +168,46 @@ def plan_slots(
     if max_skipped < 0 or max_runs < 1:
         raise ScheduleError("max_skipped must be >= 0 and max_runs >= 1")
     if seen_utc is not None and seen_utc >= now_utc:
-        return SlotPlan(run=(), skip=(), dropped=0, handled_until=seen_utc)
+        return SlotPlan(run=(), missed=(), dropped=0, handled_until=seen_utc)
+    catch = schedule.catch_up
+    if catch.window is not None and catch.window > window:
+        window = catch.window
     lower = now_utc - window
     if seen_utc is not None and seen_utc > lower:
         lower = seen_utc
-    if schedule.catchup:
+    if catch.window is None:  # every missed slot runs
         slots = schedule.between(lower, now_utc, limit=max_runs)
         handled = now_utc
         if len(slots) == max_runs:  # maybe more: go on from the last one next tick
             handled = utc_instant(slots[-1])
-        return SlotPlan(run=tuple(slots), skip=(), dropped=0, handled_until=handled)
-    slots = schedule.between(lower, now_utc)
+        return SlotPlan(run=tuple(slots), missed=(), dropped=0, handled_until=handled)
+    return _windowed(schedule.between(lower, now_utc), catch, now_utc, max_skipped, max_runs)
+
+
+def _windowed(
+    slots: list[pendulum.DateTime],
+    catch: CatchUp,
+    now_utc: datetime,
+    max_skipped: int,
+    max_runs: int,
+) -> SlotPlan:
+    """The plan for ``slots`` (ascending, all due) when only some missed slots run:
+    the latest one, or those younger than the catch-up window."""
     if not slots:
-        return SlotPlan(run=(), skip=(), dropped=0, handled_until=now_utc)
-    earlier = slots[:-1]
-    skip = tuple(earlier[len(earlier) - max_skipped :]) if max_skipped else ()
+        return SlotPlan(run=(), missed=(), dropped=0, handled_until=now_utc)
+    if catch.latest_only:
+        young = 1
+    else:
+        cutoff = now_utc - max(catch.window or timedelta(0), ON_TIME)
+        young = sum(1 for t in slots if utc_instant(t) >= cutoff)
+    old, runs = slots[: len(slots) - young], slots[len(slots) - young :]
+    handled = now_utc
+    if len(runs) > max_runs:  # go on from the last one run next tick
+        runs = runs[:max_runs]
+        handled = utc_instant(runs[-1])
+    missed = tuple(old[len(old) - max_skipped :]) if max_skipped else ()
     return SlotPlan(
-        run=(slots[-1],), skip=skip, dropped=len(earlier) - len(skip), handled_until=now_utc
+        run=tuple(runs), missed=missed, dropped=len(old) - len(missed), handled_until=handled
     )
 
 
@@ -187,7 +222,7 @@ def slot_key(project_name: str, flow_name: str, slot: datetime) -> str:
     Returns:
         ``schedule:{project}/{flow}:{ISO 8601 time in UTC}``, the same for every beat.
     """
-    return f"schedule:{project_name}/{flow_name}:{utc_instant(slot, 'slot').isoformat()}"
+    return f"{SLOT_KEY_PREFIX}{project_name}/{flow_name}:{utc_instant(slot, 'slot').isoformat()}"
 
 
 def schedule_hash(schedule: Schedule) -> str:

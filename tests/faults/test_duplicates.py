@@ -28,13 +28,16 @@ def test_duplicate_and_out_of_order_messages_change_nothing(fresh_fleet: Fleet) 
         assert run.state is State.SUCCESS, (run.message, fresh_fleet.logs())
         assert run.task_run("combine").result == ["B", "C"]
         # exactly one child run per StartFlowRun node
-        names = sorted(fresh_fleet.client.get_flow_run(c, task_runs=False).flow_name
-                       for c in run.children)
+        names = sorted(
+            fresh_fleet.client.get_flow_run(c, task_runs=False).flow_name for c in run.children
+        )
         assert names == ["dup-A", "dup-B", "dup-C", "dup-D"]
         # and each task's code finished once, in the parent and in every child
         for run_id in [run.id, *run.children]:
             counts = finished_counts(fresh_fleet, run_id)
             duplicates += sum(n - 1 for n in counts.values())
             assert set(counts.values()) == {1}, counts
-    print(f"\nduplicates scenario: runs started {len(ids)}, finished {len(runs)}, "
-          f"duplicated executions {duplicates}, in {time.monotonic() - started:.1f}s")
+    print(
+        f"\nduplicates scenario: runs started {len(ids)}, finished {len(runs)}, "
+        f"duplicated executions {duplicates}, in {time.monotonic() - started:.1f}s"
+    )

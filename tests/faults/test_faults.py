@@ -65,10 +65,14 @@ def _check_runs(fleet: Fleet, ids: list[str], timeout: float, started: float, na
     recovered = time.monotonic() - started
     duplicates = 0
     for run in runs:
-        bad = [(t.slug, t.state.value, t.message) for t in run.task_runs if not t.state.is_successful]
+        bad = [
+            (t.slug, t.state.value, t.message) for t in run.task_runs if not t.state.is_successful
+        ]
         assert run.state is State.SUCCESS, (run.id, run.message, bad)
         assert run.task_run("combine").result == ["B", "C"]
-        names = sorted(fleet.client.get_flow_run(c, task_runs=False).flow_name for c in run.children)
+        names = sorted(
+            fleet.client.get_flow_run(c, task_runs=False).flow_name for c in run.children
+        )
         assert names == ["dup-A", "dup-B", "dup-C", "dup-D"], names
         for run_id in [run.id, *run.children]:
             with fleet.store.reading() as s:
@@ -80,8 +84,10 @@ def _check_runs(fleet: Fleet, ids: list[str], timeout: float, started: float, na
                     .group_by(StateEvent.task_run_id)
                 ).all()  # fmt: skip
             duplicates += sum(n - 1 for _, n in finished)
-    print(f"\n{name}: runs started {len(ids)}, runs finished {len(runs)}, "
-          f"duplicates found {duplicates}, time to recover {recovered:.1f}s")
+    print(
+        f"\n{name}: runs started {len(ids)}, runs finished {len(runs)}, "
+        f"duplicates found {duplicates}, time to recover {recovered:.1f}s"
+    )
     assert duplicates == 0
 
 
@@ -95,8 +101,9 @@ def test_sigkill_random_worker_processes(fresh_fleet: Fleet, tmp_path: Path) -> 
     rng = random.Random(7)
     with _beat(fresh_fleet):
         started = time.monotonic()
-        ids = [fresh_fleet.client.create_flow_run("dup-parent", duplicating.PROJECT)
-               for _ in range(50)]
+        ids = [
+            fresh_fleet.client.create_flow_run("dup-parent", duplicating.PROJECT) for _ in range(50)
+        ]
         # When a random worker process is SIGKILLed every 2 seconds, six times
         kills = []
         for _ in range(6):
@@ -149,8 +156,9 @@ def test_redis_restarted_without_persistence(database_url: str, tmp_path: Path) 
         fleet.start_worker()
         with _beat(fleet):
             started = time.monotonic()
-            ids = [fleet.client.create_flow_run("dup-parent", duplicating.PROJECT)
-                   for _ in range(10)]
+            ids = [
+                fleet.client.create_flow_run("dup-parent", duplicating.PROJECT) for _ in range(10)
+            ]
             # When Redis dies in the middle of the runs and comes back empty
             time.sleep(1.0)
             server.kill()
@@ -209,8 +217,9 @@ def test_database_unreachable_for_a_few_seconds(fresh_fleet: Fleet, tmp_path: Pa
     fresh_fleet.start_worker()
     with _beat(fresh_fleet):
         started = time.monotonic()
-        ids = [fresh_fleet.client.create_flow_run("dup-parent", duplicating.PROJECT)
-               for _ in range(10)]
+        ids = [
+            fresh_fleet.client.create_flow_run("dup-parent", duplicating.PROJECT) for _ in range(10)
+        ]
         # When the database is unreachable for five seconds
         time.sleep(0.5)
         _outage(fresh_fleet.settings.resolved_database_url(), 5.0).join()

@@ -105,8 +105,11 @@ def test_invalid_time_zone_and_naive_dates() -> None:
     with pytest.raises(ScheduleError, match="aware"):
         CronSchedule("* * * * *", start_date=datetime(2026, 1, 1))
     with pytest.raises(ScheduleError):
-        CronSchedule("* * * * *", start_date=pendulum.datetime(2026, 2, 1, tz="UTC"),
-                     end_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
+        CronSchedule(
+            "* * * * *",
+            start_date=pendulum.datetime(2026, 2, 1, tz="UTC"),
+            end_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        )
 
 
 def test_invalid_labels_and_limits(registered: Fleet) -> None:
@@ -151,8 +154,15 @@ def test_redis_with_a_wrong_password(
     with pytest.raises(BackendUnavailable) as info:
         client.backends  # noqa: B018
     assert "wrong-secret" not in str(info.value) and "***" in str(info.value)
-    result = cli({"ORCHESTRATOR_HOME": str(tmp_path), "ORCHESTRATOR_REDIS_URL": url,
-                  "ORCHESTRATOR_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}, "runs")
+    result = cli(
+        {
+            "ORCHESTRATOR_HOME": str(tmp_path),
+            "ORCHESTRATOR_REDIS_URL": url,
+            "ORCHESTRATOR_DATABASE_URL": database_url,
+            "PATH": "/usr/bin:/bin",
+        },
+        "runs",
+    )
     assert result.returncode == 1
     assert "wrong-secret" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -165,11 +175,13 @@ def test_database_with_a_wrong_password(fleet: Fleet, tmp_path: Path) -> None:
     assert "wrong-secret" not in str(info.value) and "***" in str(info.value)
 
 
-def test_flow_whose_code_no_longer_imports_fails_clearly(fleet: Fleet, tmp_path: Path,
-                                                          project: str) -> None:
+def test_flow_whose_code_no_longer_imports_fails_clearly(
+    fleet: Fleet, tmp_path: Path, project: str
+) -> None:
     # Given a flow registered from a file that is then deleted
     source = tmp_path / "vanishing.py"
-    source.write_text(textwrap.dedent("""
+    source.write_text(
+        textwrap.dedent("""
         from orchestrator import Flow, task
 
         @task
@@ -178,7 +190,8 @@ def test_flow_whose_code_no_longer_imports_fails_clearly(fleet: Fleet, tmp_path:
 
         with Flow("vanishing") as flow:
             hello()
-    """))
+    """)
+    )
     [flow] = flows_in(str(source))
     fleet.client.register(flow, project)
     source.unlink()
@@ -196,8 +209,9 @@ def test_a_pickled_message_is_refused_by_the_worker(registered: Fleet) -> None:
     run_id = registered.client.create_flow_run("takes-payload", bad.PROJECT, dispatch=False)
     app = registered.client.backends.app
     # When someone puts a pickled start message for it on the queue by hand
-    app.send_task("orchestrator.start_flow_run", args=[run_id], serializer="pickle",
-                  queue=registered.queue)
+    app.send_task(
+        "orchestrator.start_flow_run", args=[run_id], serializer="pickle", queue=registered.queue
+    )
     deadline = time.monotonic() + 20
     while "pickle" not in registered.logs() and time.monotonic() < deadline:
         time.sleep(0.2)

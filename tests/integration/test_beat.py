@@ -317,7 +317,7 @@ def test_a_restart_in_the_middle_of_a_slot_creates_no_duplicate(
     successor = beat.scheduler(Clock(slot + timedelta(minutes=1, seconds=3)))
     report = tick(successor)
     # Then it created nothing: each slot has exactly one run
-    assert report.leader and report.created == [] and report.skipped == []
+    assert report.leader and report.created == [] and report.skipped == [] and report.missed == []
     assert starts(beat.runs(project, "every-minute")) == [slot, slot + timedelta(minutes=1)]
 
 
@@ -340,9 +340,7 @@ def test_a_flow_registered_while_beat_runs_is_picked_up(beat: Beat, project: str
     assert {r.state for r in runs} == {State.SUBMITTED.value}
 
 
-def test_a_changed_schedule_replaces_the_old_one_without_backfill(
-    beat: Beat, project: str
-) -> None:
+def test_a_changed_schedule_replaces_the_old_one_without_backfill(beat: Beat, project: str) -> None:
     # Given "every-minute" fired once by a running beat
     flow = scheduled.every_minute
     slot = next_minute(registered(beat.register(flow, project)))
@@ -407,7 +405,7 @@ def test_a_paused_schedule_fires_nothing_and_resumes_without_backfill(
 ) -> None:
     # Given a minutely flow, paused
     version = beat.register(scheduled.every_minute, project)
-    beat.b.store.schedules.set_paused(project, "every-minute", True)
+    beat.b.store.schedules.pause(project, "every-minute", "testing", "tests")
     clock = Clock(next_minute(registered(version)))
     s = beat.scheduler(clock)
     # When beat ticks through five minutes
@@ -417,7 +415,7 @@ def test_a_paused_schedule_fires_nothing_and_resumes_without_backfill(
     # Then nothing fired
     assert beat.runs(project) == []
     # When it is resumed, and beat ticks on
-    beat.b.store.schedules.set_paused(project, "every-minute", False, now=clock.now)
+    beat.b.store.schedules.resume(project, "every-minute", now=clock.now)
     resumed = clock.now
     for _ in range(5):
         clock.advance(seconds=30)
@@ -501,11 +499,12 @@ def test_schedules_command_lists_next_fire_times_and_pauses(beat: Beat, project:
     # When pausing it, then resuming it
     result = runner.invoke(main, ["schedules", "pause", "parent-flow", "-p", project], env=env)
     assert result.exit_code == 0 and "paused" in result.output
-    assert beat.b.store.flows.newest(project, "parent-flow").schedule_paused
+    paused = beat.b.store.flows.newest(project, "parent-flow")
+    assert (paused.project_id, "parent-flow") in beat.b.store.schedules.pauses()
     assert beat.b.store.schedules.flows() == []
     result = runner.invoke(main, ["schedules", "resume", "parent-flow", "-p", project], env=env)
     assert result.exit_code == 0 and "resumed" in result.output
-    assert not beat.b.store.flows.newest(project, "parent-flow").schedule_paused
+    assert beat.b.store.schedules.pauses() == {}
     # And a flow without schedule is a one-line error
     result = runner.invoke(main, ["schedules", "pause", "later", "-p", project], env=env)
     assert result.exit_code == 1 and "has no schedule" in result.output
@@ -544,8 +543,9 @@ class BeatProcess:
             self.proc.wait(5)
 
 
-def wait_until(what: str, condition: Callable[[], bool], timeout: float,
-               alive: list[BeatProcess]) -> None:
+def wait_until(
+    what: str, condition: Callable[[], bool], timeout: float, alive: list[BeatProcess]
+) -> None:
     """Poll ``condition`` until it holds, failing after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

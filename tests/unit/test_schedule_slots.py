@@ -41,7 +41,7 @@ def test_one_due_slot_runs_on_time() -> None:
     plan = plan_slots(s, utc(2026, 1, 5, 9, 59, 59), utc(2026, 1, 5, 10, 0, 1))
     # Then that one slot runs, nothing is skipped, and the bookmark moves to now
     assert plan.run == (utc(2026, 1, 5, 10),)
-    assert plan.skip == () and plan.dropped == 0 and plan.missed == 0
+    assert plan.missed == () and plan.dropped == 0 and plan.missed_count == 0
     assert plan.handled_until == utc(2026, 1, 5, 10, 0, 1)
 
 
@@ -52,7 +52,7 @@ def test_a_slot_exactly_at_now_is_due() -> None:
 
 def test_no_slot_between_ticks_plans_nothing() -> None:
     plan = plan_slots(CronSchedule("0 * * * *"), utc(2026, 1, 5, 10, 1), utc(2026, 1, 5, 10, 2))
-    assert plan.run == () and plan.skip == ()
+    assert plan.run == () and plan.missed == ()
     assert plan.handled_until == utc(2026, 1, 5, 10, 2)
 
 
@@ -63,7 +63,7 @@ def test_a_slot_already_handled_is_not_planned_again() -> None:
     # When the next tick comes (a restarted beat reading the same bookmark)
     second = plan_slots(s, first.handled_until, utc(2026, 1, 5, 10, 0, 2))
     # Then nothing is planned
-    assert second.run == () and second.skip == ()
+    assert second.run == () and second.missed == ()
 
 
 def test_the_bookmark_never_moves_back() -> None:
@@ -80,8 +80,8 @@ def test_after_downtime_only_the_latest_missed_slot_runs_and_the_rest_are_skippe
     plan = plan_slots(CronSchedule("0 * * * *"), utc(2026, 1, 5, 0, 30), utc(2026, 1, 5, 3, 10))
     # Then the 03:00 slot runs (late, with its nominal time), 01:00 and 02:00 are skipped
     assert plan.run == (utc(2026, 1, 5, 3),)
-    assert plan.skip == (utc(2026, 1, 5, 1), utc(2026, 1, 5, 2))
-    assert plan.dropped == 0 and plan.missed == 3
+    assert plan.missed == (utc(2026, 1, 5, 1), utc(2026, 1, 5, 2))
+    assert plan.dropped == 0 and plan.missed_count == 2
     assert plan.handled_until == utc(2026, 1, 5, 3, 10)
 
 
@@ -89,7 +89,7 @@ def test_catchup_runs_every_missed_slot_oldest_first() -> None:
     s = CronSchedule("0 * * * *", catchup=True)
     plan = plan_slots(s, utc(2026, 1, 5, 0, 30), utc(2026, 1, 5, 3, 10))
     assert plan.run == (utc(2026, 1, 5, 1), utc(2026, 1, 5, 2), utc(2026, 1, 5, 3))
-    assert plan.skip == () and plan.handled_until == utc(2026, 1, 5, 3, 10)
+    assert plan.missed == () and plan.handled_until == utc(2026, 1, 5, 3, 10)
 
 
 def test_catchup_works_through_a_long_backlog_in_batches() -> None:
@@ -111,7 +111,7 @@ def test_the_default_window_is_a_day() -> None:
     # Given the seed's schedule last handled on Friday 2026-03-06, beat down until Tuesday
     plan = plan_slots(seed_schedule(), ny(2026, 3, 6, 12), ny(2026, 3, 10, 12))
     # Then Monday's slot, more than a day old, is neither run nor recorded
-    assert plan.run == (ny(2026, 3, 10, 9, 30),) and plan.skip == () and plan.dropped == 0
+    assert plan.run == (ny(2026, 3, 10, 9, 30),) and plan.missed == () and plan.dropped == 0
 
 
 def test_missed_slots_older_than_the_window_are_ignored() -> None:
@@ -127,7 +127,7 @@ def test_without_a_bookmark_the_whole_window_is_looked_at() -> None:
         CronSchedule("0 * * * *"), None, utc(2026, 1, 5, 3, 10), window=timedelta(hours=3)
     )
     assert plan.run == (utc(2026, 1, 5, 3),)
-    assert plan.skip == (utc(2026, 1, 5, 1), utc(2026, 1, 5, 2))
+    assert plan.missed == (utc(2026, 1, 5, 1), utc(2026, 1, 5, 2))
 
 
 def test_skipped_records_are_bounded_and_the_rest_counted() -> None:
@@ -136,15 +136,15 @@ def test_skipped_records_are_bounded_and_the_rest_counted() -> None:
     plan = plan_slots(s, utc(2026, 1, 5, 10), utc(2026, 1, 5, 11), max_skipped=5)
     # Then the latest runs, the 5 before it are recorded, the older ones only counted
     assert plan.run == (utc(2026, 1, 5, 11),)
-    assert plan.skip == tuple(utc(2026, 1, 5, 10, 59, 55 + i) for i in range(5))
-    assert plan.dropped == 3600 - 1 - 5 and plan.missed == 3600
+    assert plan.missed == tuple(utc(2026, 1, 5, 10, 59, 55 + i) for i in range(5))
+    assert plan.dropped == 3600 - 1 - 5 and plan.missed_count == 3599
 
 
 def test_nothing_is_recorded_with_max_skipped_zero() -> None:
     plan = plan_slots(
         CronSchedule("0 * * * *"), utc(2026, 1, 5, 0, 30), utc(2026, 1, 5, 3, 10), max_skipped=0
     )
-    assert plan.run == (utc(2026, 1, 5, 3),) and plan.skip == () and plan.dropped == 2
+    assert plan.run == (utc(2026, 1, 5, 3),) and plan.missed == () and plan.dropped == 2
 
 
 # --- the seed's weekday schedule ----------------------------------------------------------
@@ -156,7 +156,7 @@ def test_a_weekend_of_downtime_misses_nothing_on_a_weekday_schedule() -> None:
         seed_schedule(), ny(2026, 1, 9, 10), ny(2026, 1, 12, 10), window=timedelta(days=7)
     )
     # Then Monday 09:30 runs and nothing is skipped: Saturday and Sunday have no slot
-    assert plan.run == (ny(2026, 1, 12, 9, 30),) and plan.skip == ()
+    assert plan.run == (ny(2026, 1, 12, 9, 30),) and plan.missed == ()
 
 
 def test_missed_weekday_slots_across_the_spring_forward_keep_0930_new_york() -> None:
@@ -166,8 +166,8 @@ def test_missed_weekday_slots_across_the_spring_forward_keep_0930_new_york() -> 
     plan = plan_slots(seed_schedule(), ny(2026, 3, 6, 12), ny(2026, 3, 10, 12), window=week)
     # Then Tuesday 09:30 EDT runs and Monday 09:30 EDT is skipped, both 13:30 UTC
     assert plan.run == (ny(2026, 3, 10, 9, 30),)
-    assert plan.skip == (ny(2026, 3, 9, 9, 30),)
-    assert hours(plan.run + plan.skip) == [13, 13]
+    assert plan.missed == (ny(2026, 3, 9, 9, 30),)
+    assert hours(plan.run + plan.missed) == [13, 13]
 
 
 def test_missed_weekday_slots_across_the_fall_back_keep_0930_new_york() -> None:
@@ -202,10 +202,10 @@ def test_the_end_date_is_honoured() -> None:
     s = CronSchedule("0 * * * *", end_date=utc(2026, 1, 5, 2))
     plan = plan_slots(s, utc(2026, 1, 5, 0, 30), utc(2026, 1, 5, 5, 10))
     # Then the last slot before the end runs, and nothing after it
-    assert plan.run == (utc(2026, 1, 5, 2),) and plan.skip == (utc(2026, 1, 5, 1),)
+    assert plan.run == (utc(2026, 1, 5, 2),) and plan.missed == (utc(2026, 1, 5, 1),)
     # And once the end has passed nothing is ever planned again
     later = plan_slots(s, plan.handled_until, utc(2026, 1, 9))
-    assert later.run == () and later.skip == ()
+    assert later.run == () and later.missed == ()
 
 
 def test_an_interval_schedule_ending_mid_downtime_with_catchup() -> None:
