@@ -101,9 +101,31 @@ def test_event_stream_replays_what_came_after_a_given_event(server: Served) -> N
         stream.close()
 
 
+def _text(driver: Any, selector: str) -> str | None:
+    """The text of the first element matching ``selector`` (None: none), read in one
+    script call, so a fragment swapped in meanwhile cannot leave a stale element."""
+    return driver.execute_script(  # type: ignore[no-any-return]
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;",
+        selector,
+    )
+
+
 def _state_of(driver: Any, flow: str) -> str | None:
-    found = driver.find_elements(By.CSS_SELECTOR, f'#run-tree li.run[data-flow="{flow}"] > .head > .state')
-    return found[0].text if found else None
+    return _text(driver, f'#run-tree li.run[data-flow="{flow}"] > .head > .state')
+
+
+def _starters(driver: Any) -> dict[str, list[str]]:
+    """Each StartFlowRun node's kind and the flows of the runs under it, read at once."""
+    found: dict[str, list[str]] = driver.execute_script(
+        """const out = {};
+        for (const t of document.querySelectorAll('#run-tree li.task.starts-flow')) {
+          const kind = t.querySelector(':scope > .head > .kind').textContent.trim();
+          const runs = [...t.querySelectorAll(':scope > ul > li.run')].map(r => r.dataset.flow);
+          out[t.dataset.slug] = [kind, ...runs];
+        }
+        return out;"""
+    )
+    return found
 
 
 def test_run_page_shows_a_b_c_d_turn_success_without_a_reload(server: Served, browser: Any) -> None:
@@ -112,7 +134,7 @@ def test_run_page_shows_a_b_c_d_turn_success_without_a_reload(server: Served, br
         # Given the page of a seed Flow-of-Flows run held Queued, open in Chromium
         driver.get(f"{server.url}/runs/{run_id}")
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "live").text == "live")
-        assert driver.find_element(By.ID, "root-state").text == "Queued"
+        assert _text(driver, "#root-state") == "Queued"
         assert all(_state_of(driver, n) is None for n in "ABCD")
         driver.execute_script("window.__sameDocument = 'yes';")
         screenshot(driver, "run-page-queued")
@@ -121,17 +143,15 @@ def test_run_page_shows_a_b_c_d_turn_success_without_a_reload(server: Served, br
         # Then A, B, C and D appear and turn Success, and the parent too, in place
         WebDriverWait(driver, 120, poll_frequency=0.2).until(
             lambda d: [_state_of(d, n) for n in "ABCD"] == ["Success"] * 4
-            and d.find_element(By.ID, "root-state").text == "Success"
+            and _text(d, "#root-state") == "Success"
         )
         assert driver.execute_script("return window.__sameDocument;") == "yes", "the page reloaded"
         # the StartFlowRun nodes hold their child runs, and the timeline has a bar each
-        for name in "ABCD":
-            slug = f"flow_{name.lower()}"
-            node = driver.find_element(By.CSS_SELECTOR, f'li.task[data-slug="{slug}"]')
-            assert node.find_element(By.CSS_SELECTOR, ".kind").text.lower() == "startflowrun"
-            assert node.find_element(By.CSS_SELECTOR, f'li.run[data-flow="{name}"]')
-        bars = driver.find_elements(By.CSS_SELECTOR, "table.timeline svg rect.state-success")
-        assert len(bars) >= 1 + 4 + 4 + 4  # parent, its 4 tasks, 4 children, their tasks
+        expected = {f"flow_{n.lower()}": ["StartFlowRun", n] for n in "ABCD"}
+        WebDriverWait(driver, 30).until(lambda d: _starters(d) == expected)
+        bars = "return document.querySelectorAll('table.timeline svg rect.state-success').length"
+        # parent, its 4 tasks, 4 children, their tasks (the last swap may still land)
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script(bars) >= 1 + 4 + 4 + 4)
         path = screenshot(driver, "run-page-tree")
         assert path.stat().st_size > 10_000
 
@@ -144,18 +164,17 @@ def test_list_page_shows_roots_with_their_children_rolled_up(server: Served, bro
     # When the list page is opened, filtered to the seed's parent
     driver = browser
     driver.get(f"{server.url}/?flow=parent-flow&project=examples")
-    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-node="{run_id}"]')
+    row = f'tr[data-node="{run_id}"]'
     # Then the run's row shows its state and its four children's, rolled up
-    assert row.find_element(By.CSS_SELECTOR, ".state").text == "Success"
-    assert row.find_element(By.CSS_SELECTOR, ".rollup").text == "4 Success"
+    assert _text(driver, f"{row} .state") == "Success"
+    assert _text(driver, f"{row} .rollup") == "4 Success"
     info = client.get_flow_run(run_id)
     assert not driver.find_elements(By.CSS_SELECTOR, f'tr[data-node="{info.children[0]}"]')
     # and unfiltered, a parent whose child failed shows it in its row
     failing = client.create_flow_run("parent-mirror", children.PROJECT)
     assert client.wait_for_flow_run(failing, timeout=90).state is State.FAILED
     driver.get(f"{server.url}/")
-    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-node="{failing}"]')
-    assert row.find_element(By.CSS_SELECTOR, ".rollup .badge").text == "1 Failed"
+    assert _text(driver, f'tr[data-node="{failing}"] .rollup .badge') == "1 Failed"
     screenshot(driver, "runs-list")
     # And each catalog page opens
     for path, heading in (("/flows", "Flows"), ("/schedules", "Schedules"), ("/limits", "Concurrency limits")):  # fmt: skip
