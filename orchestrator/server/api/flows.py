@@ -37,7 +37,9 @@ def list_flows(
 ) -> list[FlowOut]:
     """Every flow by project and name, its newest version first (with `archived=true`,
     the older versions too)."""
-    rows = services(request).client.backends.store.flows.list(include_archived=archived)
+    store = services(request).client.backends.store
+    rows = store.flows.list(include_archived=archived)
+    pauses = store.schedules.pauses()
     return [
         FlowOut(
             project=p,
@@ -52,7 +54,7 @@ def list_flows(
             ],
             labels=list(f.labels or []),
             schedule=schedule_text(f.schedule),
-            schedule_paused=f.schedule_paused,
+            schedule_paused=(f.project_id, f.name) in pauses,
             created=aware(f.created) or f.created,
         )
         for p, f in rows

@@ -20,7 +20,9 @@ router = APIRouter(prefix="/api", tags=["schedules"])
 
 def scheduled(request: Request, count: int = 5, project: str | None = None) -> list[ScheduleOut]:
     """Every scheduled flow (its newest version) with its next ``count`` fire times."""
-    rows = services(request).client.backends.store.schedules.flows(include_paused=True)
+    store = services(request).client.backends.store
+    rows = store.schedules.flows(include_paused=True)
+    pauses = store.schedules.pauses()
     out = []
     for p, f in rows:
         if project is not None and p != project:
@@ -29,7 +31,7 @@ def scheduled(request: Request, count: int = 5, project: str | None = None) -> l
             "project": p,
             "flow_name": f.name,
             "version": f.version,
-            "paused": f.schedule_paused,
+            "paused": (f.project_id, f.name) in pauses,
         }
         try:
             schedule = schedule_from_dict(f.schedule or {})

@@ -288,12 +288,12 @@ def test_schedules_show_next_fire_times_in_the_zone_and_utc(server: Served) -> N
         assert local == utc and utc.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
         assert utc.hour in (13, 14)  # EDT or EST
     # And a paused schedule says so
-    store.schedules.set_paused("examples", "parent-flow", True)
+    store.schedules.pause("examples", "parent-flow", note="checking the API")
     try:
         rows = server.http.get("/api/schedules?project=examples").json()
         assert [r["paused"] for r in rows if r["flow_name"] == "parent-flow"] == [True]
     finally:
-        store.schedules.set_paused("examples", "parent-flow", False)
+        store.schedules.resume("examples", "parent-flow")
 
 
 def test_flows_and_openapi_docs(server: Served) -> None:
