@@ -4,7 +4,7 @@ beat already fired, creates nothing new (:func:`backfill`; a dry run only lists 
 slots). :meth:`Client.backfill` and ``orchestrator schedules backfill`` call it.
 
 May import the backends, :mod:`orchestrator.slot_runs` and the pure core (clock,
-errors, schedules, states)."""
+errors, parameters, schedules, states)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from datetime import datetime
 from orchestrator.backends import Backends
 from orchestrator.clock import utcnow
 from orchestrator.errors import ScheduleError
+from orchestrator.parameters import resolve_parameters
 from orchestrator.schedules.backfill import (
     BackfillReport,
     BackfillSlot,
@@ -48,6 +49,8 @@ def backfill(
     Raises:
         FlowNotFound: no such project or flow.
         ScheduleError: the flow has no schedule, a bad range or overlap policy.
+        ParameterError: the schedule's parameter defaults leave a required
+            parameter without a value (nothing is created).
     """
     policy = overlap_policy(overlap)
     flow = b.store.flows.newest(project_name, flow_name)
@@ -56,6 +59,8 @@ def backfill(
             f"flow {flow_name!r} in project {project_name!r} has no schedule to backfill"
         )
     schedule = schedule_from_dict(flow.schedule)
+    # a clear error before anything is stored when the runs could not start
+    resolve_parameters(flow.name, flow.parameters, schedule.parameter_defaults)
     first, last = backfill_range(schedule, start, end)
     slots = backfill_slots(schedule, start, end)
     entry = Entry(project_name, flow, schedule, schedule_hash(schedule))

@@ -28,6 +28,7 @@ from orchestrator.backends import backends
 from orchestrator.cli import main
 from orchestrator.clock import aware
 from orchestrator.db.models import FlowRun, FlowVersion, Project
+from orchestrator.errors import ParameterError
 from orchestrator.schedules import CronSchedule
 from orchestrator.schedules.backfill import Outcome
 from orchestrator.schedules.slots import slot_key
@@ -428,6 +429,11 @@ def test_backfill_of_the_seed_weekday_schedule_lists_10_slots_and_twice_creates_
     # one at a time (buffer_all): the first to start, nine waiting their turn
     assert [s.outcome for s in report.slots] == [Outcome.CREATED] + [Outcome.BUFFERED] * 9
     assert "created 0 run(s), 10 already there" in again
+    # and a flow whose runs could not start is one clear error, with nothing created
+    policies.register(scheduled.needs_a_value, proj)
+    with pytest.raises(ParameterError, match="greeting"):
+        policies.fleet.client.backfill("needs-a-value", proj, "2026-03-02", "2026-03-03")
+    assert policies.runs(proj, "needs-a-value") == []
 
 
 def test_a_backfill_runs_one_at_a_time_in_order_and_shares_beats_slots(
