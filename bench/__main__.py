@@ -1,9 +1,12 @@
-"""``python -m bench [--quick] [--json PATH] [--database sqlite|postgres] [--cases 1,2,...]``
+"""``python -m bench [--quick] [--json PATH] [--database sqlite|postgres] [--cases 1,2,...]
+[--peers prefect]``
 
 Starts its own workers (ours: ``celery -A workers``; plain: ``celery -A
 bench.plain_worker``; prefork, 2 processes each) on the configured Redis and a
 fresh database, runs each case on ours and on plain Celery alternately, prints
-medians, p95 and the ratio ours/plain, and stops everything it started."""
+medians, p95 and the ratio ours/plain, and stops everything it started. With
+``--peers prefect``, case 1 is also set against Prefect 3 running the same shape
+(:mod:`bench.peers`)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from rich.console import Console
 
 from bench.cases import CASES, CaseTimeout, Deadline, Options, Partial, fanout_sizes
 from bench.fleet import CONCURRENCY, BenchError, Environment, Fleet
+from bench.peers import PEERS, peer_rows
 from bench.report import Row, markdown, print_table, write_json
 from orchestrator.config import hide_password
 from orchestrator.errors import OrchestratorError
@@ -51,11 +55,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="time budget of each case (default 600)",
     )
     p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    p.add_argument(
+        "--peers",
+        choices=PEERS,
+        help="also run the seed shape in this orchestrator (its own virtual environment "
+        "under bench/peers/) and compare case 1 with it",
+    )
     args = p.parse_args(argv)
     try:
         args.case_list = sorted({int(c) for c in args.cases.split(",") if c.strip()})
     except ValueError:
         p.error(f"--cases takes numbers like 1,3, not {args.cases!r}")
+    if args.peers and 1 not in args.case_list:
+        args.case_list = [1, *args.case_list]
     unknown = [c for c in args.case_list if c not in CASES]
     if unknown or not args.case_list:
         p.error(f"--cases: choose among {', '.join(map(str, CASES))}")
@@ -104,6 +116,28 @@ def run_case(
         problems.append(f"case {number}: {exc}")
     fleet.restart()
     return case_rows
+
+
+def run_all(
+    fleet: Fleet,
+    env: Environment,
+    args: argparse.Namespace,
+    console: Console,
+    into: tuple[list[Row], list[str]],
+) -> None:
+    """Run the chosen cases, then the peers; add their rows and problems to ``into``."""
+    rows, problems = into
+    for number in args.case_list:
+        t0 = time.monotonic()
+        case_rows = run_case(fleet, number, args, console, problems)
+        rows.extend(case_rows)
+        print_table(case_rows, f"case {number} ({time.monotonic() - t0:.0f} s)", console)
+    if args.peers:
+        seed = next(r for r in rows if r.case == "1")
+        peers = peer_rows(seed, args.quick, env.workdir, console)
+        print_table(peers, f"case 1 against {args.peers}", console, peer=args.peers)
+        problems += [f"{r.label}: {r.status}" for r in peers if r.status != "ok"]
+        rows.extend(peers)
 
 
 def save_json(
@@ -178,11 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Redis {hide_password(env.redis_url)}, database {args.database}, "
             f"workers: ours and plain, prefork x{CONCURRENCY} each; logs in {env.workdir}"
         )
-        for number in args.case_list:
-            t0 = time.monotonic()
-            case_rows = run_case(fleet, number, args, console, problems)
-            rows.extend(case_rows)
-            print_table(case_rows, f"case {number} ({time.monotonic() - t0:.0f} s)", console)
+        run_all(fleet, env, args, console, (rows, problems))
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted: stopping the workers[/]")

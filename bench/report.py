@@ -103,7 +103,8 @@ def _fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
-def table(rows: list[Row], title: str) -> Table:
+def table(rows: list[Row], title: str, peer: str = "plain") -> Table:
+    """The rows as a rich table; ``peer`` names what ours is compared with."""
     t = Table(title=title, show_lines=False)
     for col, justify in [
         ("case", "left"),
@@ -112,9 +113,9 @@ def table(rows: list[Row], title: str) -> Table:
         ("n", "right"),
         ("ours median", "right"),
         ("ours p95", "right"),
-        ("plain median", "right"),
-        ("plain p95", "right"),
-        ("ours/plain", "right"),
+        (f"{peer} median", "right"),
+        (f"{peer} p95", "right"),
+        (f"ours/{peer}", "right"),
         ("goal", "left"),
         ("met", "left"),
         ("note", "left"),
@@ -141,9 +142,12 @@ def table(rows: list[Row], title: str) -> Table:
     return t
 
 
-def markdown(rows: list[Row]) -> str:
+def markdown(rows: list[Row], peer: str = "plain") -> str:
     """The same table as Markdown, for bench/README.md."""
-    head = "| case | measure | unit | n | ours median | ours p95 | plain median | plain p95 | ours/plain | goal | met | note |"
+    head = (
+        f"| case | measure | unit | n | ours median | ours p95 | {peer} median | {peer} p95 "
+        f"| ours/{peer} | goal | met | note |"
+    )
     out = [head, "|" + "---|" * 12]
     for r in rows:
         met = {True: "yes", False: "**no**", None: "-"}[r.met]
@@ -176,5 +180,8 @@ def write_json(path: Path, meta: dict[str, Any], rows: list[Row]) -> None:
     path.write_text(json.dumps({**meta, "rows": [r.as_dict() for r in rows]}, indent=2))
 
 
-def print_table(rows: list[Row], title: str, console: Console | None = None) -> None:
-    (console or Console()).print(table(rows, title))
+def print_table(
+    rows: list[Row], title: str, console: Console | None = None, peer: str = "plain"
+) -> None:
+    """Print :func:`table`."""
+    (console or Console()).print(table(rows, title, peer))
