@@ -33,6 +33,7 @@ from orchestrator.parameters import MAX_PARAMETERS_BYTES
 from orchestrator.schedules import CronSchedule, schedule_from_dict
 from tests.conftest import Fleet
 from tests.flows import bad
+from tests.integration.helpers import celery_work_of
 from tests.integration.servers import (
     PostgresServer,
     postgres_checking_passwords,
@@ -216,10 +217,18 @@ def test_flow_whose_code_no_longer_imports_fails_clearly(
     # When it runs on the fleet
     run_id = fleet.client.create_flow_run("vanishing", project)
     info = fleet.client.wait_for_flow_run(run_id, timeout=60)
-    # Then the run fails at once with a message naming the file, and nothing is left running
+    # Then the run fails at once with a message naming the file
     assert info.state is State.FAILED
     assert "vanishing.py" in (info.message or "")
     assert info.end_time is not None and info.end_time <= datetime.now(UTC)
+    # and nothing is left running: no task run unfinished, and no worker holds a
+    # Celery task of the run (running, prefetched, or waiting to retry)
+    assert [(t.slug, t.state) for t in info.task_runs if not t.state.is_final] == []
+    deadline = time.monotonic() + 30
+    while held := celery_work_of(fleet, run_id):
+        assert time.monotonic() < deadline, f"the workers still hold {held}"
+        time.sleep(0.2)
+    assert fleet.client.get_flow_run(run_id).state is State.FAILED
 
 
 def test_a_pickled_message_is_refused_by_the_worker(registered: Fleet) -> None:
