@@ -38,3 +38,25 @@ def assert_order_and_once(fleet: Fleet, flow: Flow, info: FlowRunInfo) -> None:
     counts = finished_counts(fleet, info.id)
     expected = {t.slug for t in flow.tasks if not isinstance(t, Parameter)}
     assert counts == dict.fromkeys(expected, 1), counts
+
+
+def celery_work_of(fleet: Fleet, run_id: str) -> list[str]:
+    """What the fleet's workers hold for a flow run right now: Celery tasks with the
+    run id in their arguments, running (active), prefetched (reserved) or waiting
+    for a countdown (scheduled), as ``state name args``."""
+    inspect = backends(fleet.settings).app.control.inspect(
+        [w.hostname for w in fleet.workers], timeout=2
+    )
+    held = []
+    for state, answer in (
+        ("active", inspect.active()),
+        ("reserved", inspect.reserved()),
+        ("scheduled", inspect.scheduled()),
+    ):
+        assert answer is not None, f"no worker answered inspect {state}"
+        for tasks in answer.values():
+            for t in tasks:
+                request = t.get("request", t)  # a scheduled task wraps its request
+                if run_id in str(request.get("args")):
+                    held.append(f"{state} {request.get('name')} {request.get('args')}")
+    return held

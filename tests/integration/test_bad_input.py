@@ -3,8 +3,6 @@ partial rows and no stuck run."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -35,6 +33,12 @@ from orchestrator.parameters import MAX_PARAMETERS_BYTES
 from orchestrator.schedules import CronSchedule, schedule_from_dict
 from tests.conftest import Fleet
 from tests.flows import bad
+from tests.integration.helpers import celery_work_of
+from tests.integration.servers import (
+    PostgresServer,
+    postgres_checking_passwords,
+    redis_requiring_password,
+)
 from tests.integration.test_cli import cli
 
 
@@ -121,58 +125,73 @@ def test_invalid_labels_and_limits(registered: Fleet) -> None:
     assert result.returncode == 1 and result.stderr.startswith("error: invalid label")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture()
 def redis_with_password(tmp_path: Path) -> Iterator[int]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "right",
-         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(10)
+    """A redis-server of this test's own, up and refusing clients without the password."""
+    with redis_requiring_password(tmp_path, "right-secret") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def postgres_with_passwords() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this session's own that checks passwords (scram-sha-256)."""
+    with postgres_checking_passwords("orch_app", "right-secret", "orch_claims") as server:
+        yield server
+
+
+def _env(tmp_path: Path, redis_url: str, database_url: str) -> dict[str, str]:
+    return {
+        "ORCHESTRATOR_HOME": str(tmp_path),
+        "ORCHESTRATOR_REDIS_URL": redis_url,
+        "ORCHESTRATOR_DATABASE_URL": database_url,
+        "PATH": "/usr/bin:/bin",
+    }
 
 
 def test_redis_with_a_wrong_password(
     redis_with_password: int, tmp_path: Path, database_url: str
 ) -> None:
+    # Given a Redis that is up and requires a password, and a URL with a wrong one
     url = f"redis://:wrong-secret@127.0.0.1:{redis_with_password}/0"
+    shown = f"redis://:***@127.0.0.1:{redis_with_password}/0"
     client = Client(Settings(home=tmp_path, redis_url=url, database_url=database_url))
+    # Then the client says, in one line, that this Redis refused the password
     with pytest.raises(BackendUnavailable) as info:
         client.backends  # noqa: B018
-    assert "wrong-secret" not in str(info.value) and "***" in str(info.value)
-    result = cli(
-        {
-            "ORCHESTRATOR_HOME": str(tmp_path),
-            "ORCHESTRATOR_REDIS_URL": url,
-            "ORCHESTRATOR_DATABASE_URL": database_url,
-            "PATH": "/usr/bin:/bin",
-        },
-        "runs",
-    )
-    assert result.returncode == 1
-    assert "wrong-secret" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    message = str(info.value)
+    assert message.startswith(f"Redis at {shown} refused the password"), message
+    assert "wrong-secret" not in message and "\n" not in message
+    # and so does the command line, exiting 1
+    result = cli(_env(tmp_path, url, database_url), "runs")
+    assert result.returncode == 1, result
+    assert result.stderr.strip() == f"error: {message}", result.stderr
+    assert "wrong-secret" not in result.stdout + result.stderr
 
 
-def test_database_with_a_wrong_password(fleet: Fleet, tmp_path: Path) -> None:
-    url = "postgresql+psycopg://nobody:wrong-secret@127.0.0.1:5432/test"
-    client = Client(Settings(home=tmp_path, redis_url=fleet.settings.redis_url, database_url=url))
+def test_database_with_a_wrong_password(
+    postgres_with_passwords: PostgresServer, redis_url: str, tmp_path: Path
+) -> None:
+    # Given a PostgreSQL that checks passwords, where the right password works
+    server = postgres_with_passwords
+    right = Client(Settings(home=tmp_path, redis_url=redis_url, database_url=server.url()))
+    right.backends.store.upgrade()
+    assert right.list_flow_runs() == []
+    # When a client uses the same server with a wrong password
+    url = server.url("wrong-secret")
+    shown = f"postgresql+psycopg://{server.user}:***@127.0.0.1:{server.port}/{server.database}"
+    client = Client(Settings(home=tmp_path, redis_url=redis_url, database_url=url))
     with pytest.raises(BackendUnavailable) as info:
         client.list_flow_runs()
-    assert "wrong-secret" not in str(info.value) and "***" in str(info.value)
+    # Then one line names the database, says the password failed, and hides it
+    message = str(info.value)
+    assert message.startswith(f"database {shown} "), message
+    assert "password authentication failed" in message, message
+    assert "wrong-secret" not in message and "\n" not in message
+    # and the command line says the same, exiting 1
+    result = cli(_env(tmp_path, redis_url, url), "runs")
+    assert result.returncode == 1, result
+    assert result.stderr.strip() == f"error: {message}", result.stderr
+    assert "wrong-secret" not in result.stdout + result.stderr
 
 
 def test_flow_whose_code_no_longer_imports_fails_clearly(
@@ -198,10 +217,18 @@ def test_flow_whose_code_no_longer_imports_fails_clearly(
     # When it runs on the fleet
     run_id = fleet.client.create_flow_run("vanishing", project)
     info = fleet.client.wait_for_flow_run(run_id, timeout=60)
-    # Then the run fails at once with a message naming the file, and nothing is left running
+    # Then the run fails at once with a message naming the file
     assert info.state is State.FAILED
     assert "vanishing.py" in (info.message or "")
     assert info.end_time is not None and info.end_time <= datetime.now(UTC)
+    # and nothing is left running: no task run unfinished, and no worker holds a
+    # Celery task of the run (running, prefetched, or waiting to retry)
+    assert [(t.slug, t.state) for t in info.task_runs if not t.state.is_final] == []
+    deadline = time.monotonic() + 30
+    while held := celery_work_of(fleet, run_id):
+        assert time.monotonic() < deadline, f"the workers still hold {held}"
+        time.sleep(0.2)
+    assert fleet.client.get_flow_run(run_id).state is State.FAILED
 
 
 def test_a_pickled_message_is_refused_by_the_worker(registered: Fleet) -> None:

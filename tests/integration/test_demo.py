@@ -3,10 +3,13 @@ fresh ORCHESTRATOR_HOME, and nothing left running afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -31,6 +34,31 @@ def _leftovers(home: Path, hostnames: list[str]) -> list[str]:
     return found
 
 
+def _seen_while_running(demo: subprocess.Popen[str], home: Path) -> dict[int, tuple[float, str]]:
+    """Every process of the demo's home seen while the demo ran (its redis-server,
+    its workers and their pool processes): pid -> (create time, command line)."""
+    seen: dict[int, tuple[float, str]] = {}
+    while demo.poll() is None:
+        hostnames = [p.stem for p in (home / "logs").glob("*.log")] if home.exists() else []
+        for line in _leftovers(home, hostnames):
+            pid, cmdline = line.split(" ", 1)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                seen.setdefault(int(pid), (psutil.Process(int(pid)).create_time(), cmdline))
+        time.sleep(0.1)
+    return seen
+
+
+def _still_running(seen: dict[int, tuple[float, str]]) -> list[str]:
+    """The processes of ``seen`` that still run (the same pid and start time)."""
+    alive = []
+    for pid, (created, cmdline) in seen.items():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{pid} {cmdline}")
+    return alive
+
+
 def test_demo_runs_the_flow_of_flows_and_leaves_nothing_running(tmp_path: Path) -> None:
     # Given a fresh home and no Redis or database settings (embedded Redis + SQLite)
     home = tmp_path / "home"
@@ -40,18 +68,23 @@ def test_demo_runs_the_flow_of_flows_and_leaves_nothing_running(tmp_path: Path) 
         if not k.startswith("ORCHESTRATOR_") or k.startswith("ORCHESTRATOR_TEST_")
     }
     env["ORCHESTRATOR_HOME"] = str(home)
-    # When the demo runs
-    done = subprocess.run(
+    # When the demo runs (the test watching which processes it starts)
+    demo = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            watching = pool.submit(_seen_while_running, demo, home)
+            out, err = demo.communicate(timeout=240)
+            seen = watching.result(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)
     logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in (home / "logs").glob("*.log"))
     # Then it succeeds and shows the parent and each child A, B, C, D as Success
-    assert done.returncode == 0, done.stdout + done.stderr + logs
-    out = done.stdout
+    assert demo.returncode == 0, out + err + logs
     assert re.search(r"^parent-flow v\d+ \[examples\]\s+Success", out, re.M), out
     for name in "ABCD":
         slug = f"flow_{name.lower()}"
@@ -59,7 +92,11 @@ def test_demo_runs_the_flow_of_flows_and_leaves_nothing_running(tmp_path: Path) 
         assert re.search(rf"\b{name} v\d+ \[examples\]\s+Success", out), out
     assert re.search(r"^parent-flow Success in [\d.]+s: A -> \(B, C\) -> D", out, re.M), out
     assert "embedded Redis started here" in out
-    # And no redis-server of that home, nor any of its workers, is left running
+    # And it had started a redis-server and workers with their pool processes
+    commands = [cmdline for _, cmdline in seen.values()]
+    assert any("redis-server" in c for c in commands), commands
+    assert sum("celery" in c and "worker" in c for c in commands) >= 4, commands
+    # none of which is left running, nor any other redis-server or worker of that home
+    assert _still_running(seen) == []
     hostnames = [p.stem for p in (home / "logs").glob("*.log")]
-    assert hostnames, "the demo wrote no worker logs"
     assert _leftovers(home, hostnames) == []

@@ -343,14 +343,24 @@ def test_honcho_runs_the_procfile_and_a_flow_runs_through_it(
         assert {tr.state for tr in info.task_runs} == {State.SUCCESS}
         # Flower answers with the Procfile's basic auth and lists the worker
         flower = FlowerProcess(honcho.proc, f"http://127.0.0.1:{port}", honcho.log_path)
+        # as the Procfile's worker whose pool processes ran the flow's tasks
+        ran_in = {int(str(tr.worker).rsplit(":", 1)[1]) for tr in info.task_runs}
+
+        def runner() -> list[tuple[str, dict[str, Any]]]:
+            listed = flower.get("/api/workers?refresh=1", auth=("ops", "flower-pw"))
+            return [(name, w) for name, w in listed.items()
+                    if ran_in <= set(w.get("stats", {}).get("pool", {}).get("processes", []))]  # fmt: skip
+
         deadline = time.monotonic() + 60
-        workers: dict[str, Any] = {}
-        while time.monotonic() < deadline and not workers:
-            try:
-                workers = flower.get("/api/workers?refresh=1", auth=("ops", "flower-pw"))
-            except Exception:
-                time.sleep(0.5)
-        assert [w for w in workers if w.startswith("worker-")], (workers, honcho.output)
+        found: list[tuple[str, dict[str, Any]]] = []
+        while time.monotonic() < deadline and not found:
+            with contextlib.suppress(Exception):  # Flower may not answer yet
+                found = runner()
+            time.sleep(0 if found else 0.5)
+        assert len(found) == 1, (ran_in, honcho.output)
+        [(name, worker)] = found
+        assert name.startswith("worker-"), name
+        assert [q["name"] for q in worker["active_queues"]] == [fleet.queue], worker
         assert flower.status("/api/workers") == 401
         # the server answers on its port, with the run in its list of roots
         server = f"http://127.0.0.1:{server_port}"

@@ -144,13 +144,18 @@ def test_flower_lists_workers_and_readable_node_tasks(
     # Given Flower with basic auth, next to the fleet's two workers, whose event
     # stream it follows (the fixture waits for their heartbeats)
     hostnames = {w.hostname for w in fleet.workers}
-    # Then it lists both workers by name when it asks them
-    listed = wait_for(
-        "the workers in /api/workers",
-        lambda: set(flower.get("/api/workers?refresh=1")) & hostnames == hostnames and hostnames,
-        flower=flower,
-    )
-    assert listed == hostnames and len(hostnames) == 2
+
+    # Then it lists both workers by name when it asks them, each consuming the
+    # fleet's queue with the orchestrator's tasks registered
+    def listing() -> dict[str, Any]:
+        answer: dict[str, Any] = flower.get("/api/workers?refresh=1")
+        return answer if hostnames <= set(answer) else {}
+
+    listed = wait_for("the workers in /api/workers", listing, flower=flower)
+    assert len(hostnames) == 2
+    for name in hostnames:
+        assert [q["name"] for q in listed[name]["active_queues"]] == [fleet.queue], listed[name]
+        assert "orchestrator.node" in listed[name]["registered"], listed[name]["registered"]
     # When a flow A -> (B, C) -> D runs on the fleet, a few times (the events of
     # sender and worker race; every node of every run must keep its readable name)
     fleet.client.register(deploy.watched, project)
