@@ -60,6 +60,9 @@ class Settings:
             slot, for a child run to end, for a duplicate delivery's twin.
         max_value_bytes: the largest JSON encoding of a run's parameters, or of a
             task's result, accepted.
+        liveness_seconds: how long a worker process's liveness key lasts without a
+            refresh (refreshed every second): a worker whose key is gone this long
+            is dead, and a live worker takes over its task runs.
     """
 
     home: Path
@@ -74,6 +77,7 @@ class Settings:
     max_resubmits: int = 3
     recheck_seconds: float = 1.0
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    liveness_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -94,6 +98,7 @@ class Settings:
             max_resubmits=int(os.environ.get("ORCHESTRATOR_MAX_RESUBMITS") or 3),
             recheck_seconds=float(os.environ.get("ORCHESTRATOR_RECHECK_SECONDS") or 1),
             max_value_bytes=max_value_bytes(),
+            liveness_seconds=float(os.environ.get("ORCHESTRATOR_LIVENESS_SECONDS") or 5),
         )
 
     @property

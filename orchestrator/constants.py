@@ -42,3 +42,17 @@ HELD = KEY_PREFIX + "held:"
 PARENT = KEY_PREFIX + "parent:"
 #: Hash counting how often the sweeper resubmitted a stuck flow run.
 RESUBMITS = KEY_PREFIX + "resubmits"
+
+#: A worker process's liveness key (``alive:{host}:{pid}``), set with a short TTL and
+#: refreshed every second by the process's liveness thread.
+ALIVE = KEY_PREFIX + "alive:"
+#: Set of the worker processes (``host:pid``) that registered a liveness key.
+WORKERS = KEY_PREFIX + "workers"
+#: Set of the broker delivery tags a worker's main process received (its messages
+#: held unacknowledged), so a live worker can hand them back when it dies.
+RESERVED = KEY_PREFIX + "reserved:"
+#: Redis lock held by the one worker taking over dead workers' runs.
+TAKEOVER_LOCK = KEY_PREFIX + "lock:takeover"
+#: Redis lock held (till it expires) by the worker sweeping for stuck runs when no
+#: beat is alive, one per database like the beat leader lock.
+SWEEP_LOCK = KEY_PREFIX + "lock:sweep:{scope}"

@@ -1,14 +1,16 @@
 """Recovery, for the sweeper (``workers/sweeper.py``): Running flow runs that made no
-progress and hold no live lease, and runs whose start or wake-up message may be lost.
-Imports SQLAlchemy, the standard library, the sibling modules database and models, and
-the core's states."""
+progress and hold no live lease, and runs whose start or wake-up message may be lost;
+and for the takeover of dead workers (``workers/takeover.py``): ending the leases they
+held, and the run to send again for each of their runs. Imports SQLAlchemy, the
+standard library, the sibling modules database and models, and the core's states."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from orchestrator.db.database import Database
 from orchestrator.db.models import FlowRun, StateEvent, TaskRun
@@ -82,3 +84,66 @@ class Recovery:
         )
         with self._db.reading() as s:
             return list(s.scalars(q).all())
+
+    def release_leases(self, workers: Sequence[str], now: datetime) -> list[str]:
+        """End the leases that dead worker processes held on Running task runs, so
+        the next delivery of their nodes claims them at once.
+
+        Args:
+            workers: the dead processes, as task runs name them (``host:pid``).
+            now: the current time (aware); the leases end just before it.
+
+        Returns:
+            The ids of the Running flow runs those task runs belong to.
+        """
+        if not workers:
+            return []
+        stmt = (
+            update(TaskRun)
+            .where(
+                TaskRun.worker.in_(list(workers)),
+                TaskRun.state == State.RUNNING.value,
+                TaskRun.lease_owner.is_not(None),
+                TaskRun.child_flow_run_id.is_(None),
+            )
+            .values(lease_until=now - timedelta(seconds=1))
+            .returning(TaskRun.flow_run_id)
+            .execution_options(synchronize_session=False)
+        )
+        with self._db.writing() as s:
+            ids = sorted({row[0] for row in s.execute(stmt).all()})
+        if not ids:
+            return []
+        q = select(FlowRun.id).where(FlowRun.id.in_(ids), FlowRun.state == State.RUNNING.value)
+        with self._db.reading() as s:
+            return list(s.scalars(q).all())
+
+    def spliced_root(self, flow_run_id: str) -> str:
+        """The run to send again for a flow run: the top of the waiting parents it is
+        spliced under (their canvases splice it in again), or the run itself.
+
+        Returns:
+            A flow run id.
+        """
+        with self._db.reading() as s:
+            current = flow_run_id
+            for _ in range(64):
+                parent = _waiting_parent(s, current)
+                if parent is None:
+                    break
+                current = parent
+            return current
+
+
+def _waiting_parent(s: Session, flow_run_id: str) -> str | None:
+    """The Running parent whose unfinished task run waits for this run, if any."""
+    run = s.get(FlowRun, flow_run_id)
+    if run is None or not run.parent_task_run_id or not run.parent_flow_run_id:
+        return None
+    task = s.get(TaskRun, run.parent_task_run_id)
+    if task is None or task.child_flow_run_id != run.id or State(task.state).is_final:
+        return None
+    parent = s.get(FlowRun, run.parent_flow_run_id)
+    if parent is None or parent.state != State.RUNNING.value:
+        return None
+    return parent.id

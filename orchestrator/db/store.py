@@ -72,6 +72,10 @@ class Store:
         """Close every pooled connection."""
         self._db.close()
 
+    def after_fork(self) -> None:
+        """In a forked process: forget the parent's pooled connections, unclosed."""
+        self._db.after_fork()
+
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
         """A read-only ORM session."""
