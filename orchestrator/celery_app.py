@@ -57,6 +57,13 @@ def make_app(broker_url: str, settings: Settings) -> Celery:
     )
     time_limit = settings.task_time_limit
     visibility = settings.visibility_timeout or time_limit + 3600
+    transport_options: dict[str, Any] = {"visibility_timeout": visibility}
+    if visibility < 1000:
+        # kombu looks for messages past their visibility timeout every 10 x 10 s; a
+        # short timeout (tests, small fleets) is honoured as set
+        transport_options.update(
+            unacked_restore_interval=max(1, int(visibility / 3)), unacked_restore_throttle=1
+        )
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -67,7 +74,7 @@ def make_app(broker_url: str, settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
         task_time_limit=time_limit,
-        broker_transport_options={"visibility_timeout": visibility},
+        broker_transport_options=transport_options,
         result_backend_transport_options={"visibility_timeout": visibility},
         broker_connection_retry_on_startup=True,
         worker_send_task_events=True,

@@ -127,6 +127,10 @@ class TaskRun(Base):
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: A Retrying task run's next attempt is due then, not before: a claim refuses it
+    #: earlier (a duplicate delivery of an earlier attempt's message, a message the
+    #: broker redelivered after its visibility timeout) (migration 0006).
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -29,7 +29,7 @@ class Recovery:
 
     def stale_running(self, now: datetime, cutoff: datetime, limit: int = 100) -> list[str]:
         """Running flow runs with no state change since ``cutoff``, no live task-run
-        lease, and no Running child run they wait for.
+        lease, no retry due after ``cutoff``, and no Running child run they wait for.
 
         A waited-for child that is Running is watched by the sweep itself. One that
         has not started (Submitted, Queued) is started only by its parent's node, so
@@ -49,6 +49,12 @@ class Recovery:
             StateEvent.flow_run_id == FlowRun.id, StateEvent.timestamp > cutoff
         )
         live_lease = exists().where(TaskRun.flow_run_id == FlowRun.id, TaskRun.lease_until > now)
+        # a retry waiting for its delay is progress, until it has been due for long
+        retry_due = exists().where(
+            TaskRun.flow_run_id == FlowRun.id,
+            TaskRun.state == State.RETRYING.value,
+            TaskRun.not_before > cutoff,
+        )
         running_child = exists().where(
             TaskRun.flow_run_id == FlowRun.id,
             TaskRun.state == State.RUNNING.value,
@@ -58,7 +64,7 @@ class Recovery:
         q = (
             select(FlowRun.id)
             .where(FlowRun.state == State.RUNNING.value, FlowRun.updated < cutoff)
-            .where(~recent_event, ~live_lease, ~running_child)
+            .where(~recent_event, ~live_lease, ~running_child, ~retry_due)
             .limit(limit)
         )
         with self._db.reading() as s:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrator import Flow, task
+from orchestrator.context import current
 from orchestrator.tasks import StartFlowRun
 from tests.flows.common import finished
 
@@ -57,20 +58,33 @@ with Flow("rec-parent") as parent:
     combine(b, c, upstream_tasks=[d])
 
 
-@task(max_retries=2, retry_delay=timedelta(seconds=6))
-def flaky_once() -> str:
-    """Fail the first attempt of each flow run, succeed after the retry delay."""
-    from orchestrator.context import current
+#: The retry delay of ``flaky_twice``: longer than the fault tests' visibility timeout.
+RETRY_DELAY = 6.0
 
+
+@task(max_retries=2, retry_delay=timedelta(seconds=RETRY_DELAY))
+def flaky_twice() -> str:
+    """Fail the first two attempts, succeed at the third."""
     ctx = current()
     finished()
-    if ctx is not None and ctx.attempt <= 1:
-        raise RuntimeError("first attempt fails")
+    if ctx is not None and ctx.attempt <= 2:
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
     return "ok"
 
 
 with Flow("rec-retry") as retrying:
-    flaky_once()
+    flaky_twice()
+
+
+@task
+def once() -> str:
+    """Record one execution."""
+    finished()
+    return "once"
+
+
+with Flow("rec-once") as one_task:
+    once()
 
 CHILD_NAMES = [f"rec-{n}" for n in "ABCD"]
-ALL = [*children, parent, retrying]
+ALL = [*children, parent, retrying, one_task]
