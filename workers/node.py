@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import orchestrator.constants as constants
-from orchestrator.clock import aware, utcnow
+from orchestrator.clock import as_utc, utcnow
 from orchestrator.db import Claim, Link
 from orchestrator.engine import ChildTaskRun
 from orchestrator.ids import task_run_id
@@ -105,7 +105,7 @@ def _held_elsewhere(
         return splice_child(self, waiting, tr.child_flow_run_id, lf, finalize)
     if State(tr.state) is State.RETRYING and tr.not_before is not None:
         # its next attempt is not due yet (this is a duplicate delivery): look again then
-        due = (aware(tr.not_before) - utcnow()).total_seconds()
+        due = (as_utc(tr.not_before) - utcnow()).total_seconds()
         raise self.again(max(SETTINGS.recheck_seconds, due))
     if not State(tr.state).is_final:
         raise self.again(SETTINGS.recheck_seconds)
