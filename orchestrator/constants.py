@@ -30,8 +30,12 @@ BEAT_TICK_SECONDS = 1.0
 #: Seconds between two reads of the registered schedules by beat.
 BEAT_REFRESH_SECONDS = 5.0
 
-#: Hash of concurrency limits: label -> slots.
+#: Hash of concurrency limits: label -> slots (a cache of the database's table).
 LIMITS = KEY_PREFIX + "limits"
+#: Set once the limits and the slots of the Running runs are loaded into this Redis
+#: from the database; gone after a flush or a restart without persistence, which
+#: makes the next slot request load them again.
+LIMITS_LOADED = KEY_PREFIX + "limits:loaded"
 #: Sorted set of the flow runs holding a label's slots, scored by lease expiry (ms).
 SLOTS = KEY_PREFIX + "slots:"
 #: Sorted set of the flow runs waiting for a label, scored by arrival (ms).

@@ -196,3 +196,14 @@ class TaskRunLog(Base):
     level: Mapped[str] = mapped_column(String(20))
     logger: Mapped[str | None] = mapped_column(String(200), nullable=True)
     message: Mapped[str] = mapped_column(Text)
+
+
+class ConcurrencyLimit(Base):
+    """A label's concurrency limit: the source of truth, cached in Redis, where the
+    slots live (a flushed Redis loads the limits again from here) (migration 0007)."""
+
+    __tablename__ = "concurrency_limits"
+
+    label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
