@@ -16,7 +16,9 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from orchestrator.errors import ConfigurationError
 
 #: The package's version (``orchestrator --version``, ``orchestrator.__version__``).
 VERSION = "0.1.0"
@@ -118,8 +120,67 @@ class Settings:
         return f"sqlite:///{self.home / 'orchestrator.db'}"
 
 
+#: The Sentinel master name when a ``sentinel://`` URL names none.
+DEFAULT_MASTER_NAME = "mymaster"
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A ``sentinel://`` Redis URL: ``sentinel://[:password@]host:port[/db];sentinel://
+    host2:port2...[?master_name=NAME]`` (Celery's spelling: one URL per sentinel,
+    joined by ``;``; the master name defaults to :data:`DEFAULT_MASTER_NAME`).
+
+    Attributes:
+        sentinels: (host, port) of each sentinel.
+        master_name: the monitored master's name.
+        db: the database number.
+        username: the master's user, if any.
+        password: the master's password, if any.
+        celery_url: the URL as Celery takes it (without ``master_name``).
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    master_name: str
+    db: int
+    username: str | None
+    password: str | None
+    celery_url: str
+
+
+def sentinel_url(url: str) -> SentinelURL | None:
+    """Parse a ``sentinel://`` URL (None for any other URL).
+
+    Raises:
+        ConfigurationError: a sentinel without a host, or a database that is not a number.
+    """
+    if not url.startswith("sentinel://"):
+        return None
+    hosts, clean = [], []
+    master, db, user, password = DEFAULT_MASTER_NAME, 0, None, None
+    for part in url.split(";"):
+        s = urlsplit(part.strip())
+        query = parse_qsl(s.query)
+        master = dict(query).get("master_name", master)
+        clean.append(
+            urlunsplit(s._replace(query=urlencode([q for q in query if q[0] != "master_name"])))
+        )
+        if not s.hostname:
+            raise ConfigurationError(f"Redis URL {hide_password(url)}: a sentinel has no host")
+        hosts.append((s.hostname, s.port or 26379))
+        user, password = user or s.username or None, password or s.password
+        if s.path.strip("/"):
+            if not s.path.strip("/").isdigit():
+                raise ConfigurationError(
+                    f"Redis URL {hide_password(url)}: the database must be a number"
+                )
+            db = int(s.path.strip("/"))
+    return SentinelURL(tuple(hosts), master, db, user, password, ";".join(clean))
+
+
 def hide_password(url: str) -> str:
     """``url`` with any password replaced by ``***``, for messages and logs."""
+    if ";" in url and url.startswith("sentinel://"):
+        return ";".join(hide_password(part) for part in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:

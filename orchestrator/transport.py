@@ -13,8 +13,9 @@ the message stays in Redis's unacked index and comes back after the visibility
 timeout, and a node delivered again returns its recorded state (or, when Redis
 restarted empty, the sweeper sends the run again).
 
-Celery's ``broker_transport`` setting names it (:data:`TRANSPORT`). May import only
-kombu and redis.
+Celery's ``broker_transport`` setting names it (:data:`TRANSPORT`, and
+:data:`SENTINEL_TRANSPORT` for ``sentinel://`` URLs, whose failover drops the
+connection the same way). May import only kombu and redis.
 """
 
 from __future__ import annotations
@@ -40,5 +41,22 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(kombu_redis.SentinelChannel):
+    """A Sentinel channel that reports a detached connection as a connection error."""
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        if self.connection.client is None:
+            raise redis.ConnectionError("this broker channel's connection was closed")
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """Kombu's Redis Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel
+
+
 #: The value of Celery's ``broker_transport`` setting for this transport.
 TRANSPORT = f"{__name__}:Transport"
+#: The same for ``sentinel://`` URLs.
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
