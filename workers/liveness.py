@@ -9,8 +9,9 @@ so that when it dies a live worker hands them back to the queue at once instead 
 waiting for Redis's visibility timeout; and it runs the :class:`~workers.takeover.Watcher`.
 
 Celery's signals start it all: ``worker_process_init`` in each pool process,
-``worker_ready`` in the main process; the shutdown signals take the keys away, so a
-worker stopped warmly is not taken for dead. Imports Celery's signals, redis-py, the
+``worker_ready`` in the main process; the shutdown signals take the liveness key
+away at once, so whatever a stopping process still held is taken over without
+waiting for the key to expire. Imports Celery's signals, redis-py, the
 pure core (constants), :mod:`orchestrator.db` and :mod:`orchestrator.backends`, and
 :mod:`workers.app`, :mod:`workers.heartbeat`, :mod:`workers.takeover`."""
 
@@ -36,7 +37,7 @@ from workers.app import app, current_backends, worker_id
 from workers.heartbeat import KeepAlive
 from workers.takeover import Watcher
 
-__all__ = ["forget", "refresh", "refresh_every"]
+__all__ = ["refresh", "refresh_every"]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ def refresh(client: redis.Redis, wid: str, ttl_seconds: float) -> None:
     pipe = client.pipeline(transaction=False)
     pipe.set(constants.ALIVE + wid, "1", px=int(ttl_seconds * 1000))
     pipe.sadd(constants.WORKERS, wid)
-    pipe.execute()
-
-
-def forget(client: redis.Redis, wid: str) -> None:
-    """Take a worker process's keys away (it stops cleanly: nothing to take over)."""
-    pipe = client.pipeline(transaction=False)
-    pipe.delete(constants.ALIVE + wid, constants.RESERVED + wid)
-    pipe.srem(constants.WORKERS, wid)
     pipe.execute()
 
 
@@ -106,11 +99,13 @@ def _on_received(request: Any = None, **_: Any) -> None:
 
 
 def _on_stop(**_: Any) -> None:
-    """This process stops cleanly: no more refreshes, and its keys go."""
+    """This process stops: no more refreshes, and its liveness key goes at once. It
+    stays listed, so a live worker takes over at once whatever it still held (a
+    task interrupted by a SIGTERM to the whole process group), usually nothing."""
     _liveness.stop()
     _watching.stop()
     with contextlib.suppress(redis.RedisError):
-        forget(current_backends().redis, worker_id())
+        current_backends().redis.delete(constants.ALIVE + worker_id())
 
 
 worker_process_init.connect(_on_process_init, weak=False)

@@ -121,8 +121,10 @@ def take_over(b: Backends, workers: Sequence[str]) -> Takeover:
     pipe.srem(constants.WORKERS, *workers)
     pipe.delete(*[constants.RESERVED + w for w in workers])
     pipe.execute()
-    log.warning(
-        "worker process(es) %s died: %d held message(s) back on the queue, "
+    level = logging.WARNING if report.flow_runs or report.restored else logging.INFO
+    log.log(
+        level,
+        "worker process(es) %s gone: %d held message(s) back on the queue, "
         "%d flow run(s) taken over, sent again: %s",
         ", ".join(workers),
         report.restored,
