@@ -15,14 +15,16 @@ import json
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 from celery import Celery
+from redis.sentinel import Sentinel
 
 import orchestrator.constants as constants
 import orchestrator.embedded as embedded
 from orchestrator.celery_app import make_app
-from orchestrator.config import Settings, hide_password
+from orchestrator.config import Settings, hide_password, sentinel_url
 from orchestrator.db import Store
 from orchestrator.errors import BackendUnavailable
 from orchestrator.states import State
@@ -138,6 +140,27 @@ def redis_urls(settings: Settings) -> tuple[str, str]:
     return f"redis+socket://{sock}", f"unix://{sock}"
 
 
+def redis_client(url: str) -> redis.Redis:
+    """A redis-py client for a Redis URL; for a ``sentinel://`` URL, a client of the
+    master the sentinels name (found again after a failover)."""
+    sentinel = sentinel_url(url)
+    if sentinel is None:
+        return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    manager = Sentinel(list(sentinel.sentinels), socket_connect_timeout=5, socket_timeout=5)
+    return cast(
+        redis.Redis,
+        manager.master_for(
+            sentinel.master_name,
+            db=sentinel.db,
+            username=sentinel.username,
+            password=sentinel.password,
+            socket_connect_timeout=5,
+            socket_timeout=30,
+            health_check_interval=30,
+        ),
+    )
+
+
 def _ping(client: redis.Redis, url: str, attempts: int = 5) -> None:
     delay = 0.2
     for attempt in range(attempts):
@@ -179,7 +202,7 @@ def celery_app_for(settings: Settings) -> Celery:
 @functools.lru_cache(maxsize=8)
 def _backends(settings: Settings) -> Backends:
     celery_url, redis_url = redis_urls(settings)
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, health_check_interval=30)
+    client = redis_client(redis_url)
     _ping(client, celery_url)
     store = Store(settings.resolved_database_url(), auto_migrate=settings.embedded_database)
     return Backends(settings, celery_url, client, store, celery_app_for(settings))

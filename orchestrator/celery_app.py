@@ -13,7 +13,7 @@ from celery import Celery
 from celery.app.amqp import AMQP
 
 import orchestrator.transport as transport
-from orchestrator.config import Settings
+from orchestrator.config import Settings, sentinel_url
 
 
 class ShadowNamedAMQP(AMQP):  # type: ignore[misc]
@@ -53,6 +53,9 @@ def make_app(broker_url: str, settings: Settings) -> Celery:
     Returns:
         The app (not set as Celery's current app; nothing connected yet).
     """
+    sentinel = sentinel_url(broker_url)
+    if sentinel is not None:
+        broker_url = sentinel.celery_url
     app = Celery(
         "orchestrator",
         broker=broker_url,
@@ -62,6 +65,10 @@ def make_app(broker_url: str, settings: Settings) -> Celery:
     )
     time_limit = settings.task_time_limit
     visibility = settings.visibility_timeout or time_limit + 3600
+    transport_options = _transport_options(visibility)
+    backend_options: dict[str, Any] = {"visibility_timeout": visibility}
+    if sentinel is not None:  # the master is the one the sentinels name, after a failover too
+        transport_options["master_name"] = backend_options["master_name"] = sentinel.master_name
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -72,8 +79,8 @@ def make_app(broker_url: str, settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
         task_time_limit=time_limit,
-        broker_transport_options={"visibility_timeout": visibility},
-        result_backend_transport_options={"visibility_timeout": visibility},
+        broker_transport_options=transport_options,
+        result_backend_transport_options=backend_options,
         broker_connection_retry_on_startup=True,
         worker_send_task_events=True,
         task_send_sent_event=True,
@@ -87,4 +94,18 @@ def make_app(broker_url: str, settings: Settings) -> Celery:
         # survives a broker restart (the embedded unix-socket server is restarted
         # only with the process that owns it)
         app.conf.broker_transport = transport.TRANSPORT
+    if sentinel is not None:
+        app.conf.broker_transport = transport.SENTINEL_TRANSPORT
     return app
+
+
+def _transport_options(visibility: float) -> dict[str, Any]:
+    """The broker's transport options for a visibility timeout."""
+    options: dict[str, Any] = {"visibility_timeout": visibility}
+    if visibility < 1000:
+        # kombu looks for messages past their visibility timeout every 10 x 10 s; a
+        # short timeout (tests, small fleets) is honoured as set
+        options.update(
+            unacked_restore_interval=max(1, int(visibility / 3)), unacked_restore_throttle=1
+        )
+    return options

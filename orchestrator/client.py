@@ -26,7 +26,7 @@ from orchestrator.browsing import (
     log_line,
     summary,
 )
-from orchestrator.concurrency import LimitInfo, delete_limit, list_limits, set_limit
+from orchestrator.concurrency import LimitInfo, check_limit, delete_limit, list_limits, set_limit
 from orchestrator.config import Settings, default_user
 from orchestrator.engine import Outcome
 from orchestrator.errors import FlowRunNotFound, TaskRunNotFound
@@ -374,19 +374,23 @@ class Client:
     # --- concurrency limits --------------------------------------------------------
 
     def set_concurrency_limit(self, label: str, limit: int) -> None:
-        """Allow at most ``limit`` running flow runs with ``label``; takes effect at once."""
+        """Allow at most ``limit`` running flow runs with ``label``, at once (kept in the
+        database, which a flushed Redis loads it from again)."""
+        check_limit(label, limit)
+        self.backends.store.limits.set(label, limit)
         set_limit(self.backends.redis, label, limit)
         self._wake(label)
 
     def delete_concurrency_limit(self, label: str) -> bool:
         """Remove a label's limit (waiting runs start); False when it had none."""
-        deleted = delete_limit(self.backends.redis, label)
+        cached = delete_limit(self.backends.redis, label)  # (checks the label first)
+        deleted = self.backends.store.limits.delete(label) or cached
         self._wake(label)
         return deleted
 
     def concurrency_limits(self) -> list[LimitInfo]:
         """Every limit with its used slots and waiting runs."""
-        return list_limits(self.backends.redis)
+        return list_limits(self.backends.redis, self.backends.store.limits.all())
 
     def _wake(self, label: str) -> None:
         """Let the runs waiting for ``label`` look at its limit again."""

@@ -1,14 +1,16 @@
 """Reading and changing flow concurrency limits (per label) from the client side:
 :class:`LimitInfo`, :func:`set_limit`, :func:`delete_limit`, :func:`list_limits`.
 
-The limits and the slots live in Redis (see ``workers/slots.py`` for how runs take
-and give back slots); changing a limit wakes the runs waiting for that label (the
-client sends that wake-up). May import redis and the pure core (constants, errors,
-labels); nothing of the database or the CLI."""
+The limits live in the database (the client writes them there first) and are cached
+in Redis, where the slots live (see ``workers/slots.py`` for how runs take and give
+back slots, and how a flushed Redis loads the limits again); changing a limit wakes
+the runs waiting for that label (the client sends that wake-up). May import redis and
+the pure core (constants, errors, labels); nothing of the database or the CLI."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis
@@ -47,13 +49,23 @@ class LimitInfo:
         return max(0, self.limit - self.used)
 
 
-def set_limit(client: redis.Redis, label: str, slots: int) -> None:
-    """Allow at most ``slots`` running flow runs carrying ``label``."""
+def check_limit(label: str, slots: int) -> None:
+    """Refuse a bad label or a limit that is not a whole number >= 0.
+
+    Raises:
+        ConcurrencyLimitError: naming what was wrong.
+    """
     check_label(label)
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 0:
         raise ConcurrencyLimitError(
             f"limit for label {label!r} must be a whole number >= 0, got {slots!r}"
         )
+
+
+def set_limit(client: redis.Redis, label: str, slots: int) -> None:
+    """Allow at most ``slots`` running flow runs carrying ``label`` (the Redis cache;
+    the client records the limit in the database first)."""
+    check_limit(label, slots)
     client.hset(constants.LIMITS, label, slots)
 
 
@@ -63,13 +75,15 @@ def delete_limit(client: redis.Redis, label: str) -> bool:
     return bool(client.hdel(constants.LIMITS, label))
 
 
-def list_limits(client: redis.Redis) -> list[LimitInfo]:
-    """Every limit, with the runs holding its slots (live leases) and the runs waiting
-    (the first :data:`SHOWN_WAITING` of them, in arrival order)."""
+def list_limits(client: redis.Redis, limits: Mapping[str, int] | None = None) -> list[LimitInfo]:
+    """Every limit (``limits``, as the database has them, else Redis's cache), with
+    the runs holding its slots (live leases) and the runs waiting (the first
+    :data:`SHOWN_WAITING` of them, in arrival order)."""
     now = int(time.time() * 1000)
     out = []
-    for raw_label, raw_limit in sorted(client.hgetall(constants.LIMITS).items()):
-        label = _text(raw_label)
+    if limits is None:
+        limits = {_text(k): int(v) for k, v in client.hgetall(constants.LIMITS).items()}
+    for label, raw_limit in sorted(limits.items()):
         holders = [_text(m) for m in client.zrangebyscore(constants.SLOTS + label, now, "+inf")]
         waiting = int(client.zcard(constants.WAITING + label))
         first = [_text(m) for m in client.zrange(constants.WAITING + label, 0, SHOWN_WAITING - 1)]

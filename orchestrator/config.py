@@ -16,7 +16,9 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from orchestrator.errors import ConfigurationError
 
 #: The package's version (``orchestrator --version``, ``orchestrator.__version__``).
 VERSION = "0.1.0"
@@ -60,6 +62,9 @@ class Settings:
             slot, for a child run to end, for a duplicate delivery's twin.
         max_value_bytes: the largest JSON encoding of a run's parameters, or of a
             task's result, accepted.
+        liveness_seconds: how long a worker process's liveness key lasts without a
+            refresh (refreshed every second): a worker whose key is gone this long
+            is dead, and a live worker takes over its task runs.
     """
 
     home: Path
@@ -74,6 +79,7 @@ class Settings:
     max_resubmits: int = 3
     recheck_seconds: float = 1.0
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    liveness_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -94,6 +100,7 @@ class Settings:
             max_resubmits=int(os.environ.get("ORCHESTRATOR_MAX_RESUBMITS") or 3),
             recheck_seconds=float(os.environ.get("ORCHESTRATOR_RECHECK_SECONDS") or 1),
             max_value_bytes=max_value_bytes(),
+            liveness_seconds=float(os.environ.get("ORCHESTRATOR_LIVENESS_SECONDS") or 5),
         )
 
     @property
@@ -113,8 +120,67 @@ class Settings:
         return f"sqlite:///{self.home / 'orchestrator.db'}"
 
 
+#: The Sentinel master name when a ``sentinel://`` URL names none.
+DEFAULT_MASTER_NAME = "mymaster"
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A ``sentinel://`` Redis URL: ``sentinel://[:password@]host:port[/db];sentinel://
+    host2:port2...[?master_name=NAME]`` (Celery's spelling: one URL per sentinel,
+    joined by ``;``; the master name defaults to :data:`DEFAULT_MASTER_NAME`).
+
+    Attributes:
+        sentinels: (host, port) of each sentinel.
+        master_name: the monitored master's name.
+        db: the database number.
+        username: the master's user, if any.
+        password: the master's password, if any.
+        celery_url: the URL as Celery takes it (without ``master_name``).
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    master_name: str
+    db: int
+    username: str | None
+    password: str | None
+    celery_url: str
+
+
+def sentinel_url(url: str) -> SentinelURL | None:
+    """Parse a ``sentinel://`` URL (None for any other URL).
+
+    Raises:
+        ConfigurationError: a sentinel without a host, or a database that is not a number.
+    """
+    if not url.startswith("sentinel://"):
+        return None
+    hosts, clean = [], []
+    master, db, user, password = DEFAULT_MASTER_NAME, 0, None, None
+    for part in url.split(";"):
+        s = urlsplit(part.strip())
+        query = parse_qsl(s.query)
+        master = dict(query).get("master_name", master)
+        clean.append(
+            urlunsplit(s._replace(query=urlencode([q for q in query if q[0] != "master_name"])))
+        )
+        if not s.hostname:
+            raise ConfigurationError(f"Redis URL {hide_password(url)}: a sentinel has no host")
+        hosts.append((s.hostname, s.port or 26379))
+        user, password = user or s.username or None, password or s.password
+        if s.path.strip("/"):
+            if not s.path.strip("/").isdigit():
+                raise ConfigurationError(
+                    f"Redis URL {hide_password(url)}: the database must be a number"
+                )
+            db = int(s.path.strip("/"))
+    return SentinelURL(tuple(hosts), master, db, user, password, ";".join(clean))
+
+
 def hide_password(url: str) -> str:
     """``url`` with any password replaced by ``***``, for messages and logs."""
+    if ";" in url and url.startswith("sentinel://"):
+        return ";".join(hide_password(part) for part in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -30,8 +30,12 @@ BEAT_TICK_SECONDS = 1.0
 #: Seconds between two reads of the registered schedules by beat.
 BEAT_REFRESH_SECONDS = 5.0
 
-#: Hash of concurrency limits: label -> slots.
+#: Hash of concurrency limits: label -> slots (a cache of the database's table).
 LIMITS = KEY_PREFIX + "limits"
+#: Set once the limits and the slots of the Running runs are loaded into this Redis
+#: from the database; gone after a flush or a restart without persistence, which
+#: makes the next slot request load them again.
+LIMITS_LOADED = KEY_PREFIX + "limits:loaded"
 #: Sorted set of the flow runs holding a label's slots, scored by lease expiry (ms).
 SLOTS = KEY_PREFIX + "slots:"
 #: Sorted set of the flow runs waiting for a label, scored by arrival (ms).
@@ -42,3 +46,17 @@ HELD = KEY_PREFIX + "held:"
 PARENT = KEY_PREFIX + "parent:"
 #: Hash counting how often the sweeper resubmitted a stuck flow run.
 RESUBMITS = KEY_PREFIX + "resubmits"
+
+#: A worker process's liveness key (``alive:{host}:{pid}``), set with a short TTL and
+#: refreshed every second by the process's liveness thread.
+ALIVE = KEY_PREFIX + "alive:"
+#: Set of the worker processes (``host:pid``) that registered a liveness key.
+WORKERS = KEY_PREFIX + "workers"
+#: Set of the broker delivery tags a worker's main process received (its messages
+#: held unacknowledged), so a live worker can hand them back when it dies.
+RESERVED = KEY_PREFIX + "reserved:"
+#: Redis lock held by the one worker taking over dead workers' runs.
+TAKEOVER_LOCK = KEY_PREFIX + "lock:takeover"
+#: Redis lock held (till it expires) by the worker sweeping for stuck runs when no
+#: beat is alive, one per database like the beat leader lock.
+SWEEP_LOCK = KEY_PREFIX + "lock:sweep:{scope}"

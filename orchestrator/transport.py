@@ -13,9 +13,10 @@ the message stays in Redis's unacked index and comes back after the visibility
 timeout, and a node delivered again returns its recorded state (or, when Redis
 restarted empty, the sweeper sends the run again).
 
-Celery's ``broker_transport`` setting names it (:data:`TRANSPORT`), and
-:class:`Connection` keeps that name out of the URLs shown to people and to Flower.
-May import only kombu and redis.
+Celery's ``broker_transport`` setting names it (:data:`TRANSPORT`, and
+:data:`SENTINEL_TRANSPORT` for ``sentinel://`` URLs, whose failover drops the
+connection the same way), and :class:`Connection` keeps those names out of the URLs
+shown to people and to Flower. May import only kombu and redis.
 """
 
 from __future__ import annotations
@@ -42,12 +43,30 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(kombu_redis.SentinelChannel):
+    """A Sentinel channel that reports a detached connection as a connection error."""
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        if self.connection.client is None:
+            raise redis.ConnectionError("this broker channel's connection was closed")
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """Kombu's Redis Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel
+
+
 #: The value of Celery's ``broker_transport`` setting for this transport.
 TRANSPORT = f"{__name__}:Transport"
+#: The same for ``sentinel://`` URLs.
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
 
 
 class Connection(KombuConnection):
-    """A kombu connection whose URI says ``redis://`` when it uses :class:`Transport`.
+    """A kombu connection whose URI says ``redis://`` (``sentinel://``) when it uses
+    :class:`Transport` (:class:`SentinelTransport`).
 
     Kombu spells a connection's URI with its transport's name, which for this
     transport is the class path: Flower would log the broker as
@@ -56,7 +75,9 @@ class Connection(KombuConnection):
     """
 
     def as_uri(self, *args: Any, **kwargs: Any) -> str:
-        """The connection's URL, with the Redis scheme for this transport."""
+        """The connection's URL, with the Redis scheme for these transports."""
         uri: str = super().as_uri(*args, **kwargs)
-        prefix = f"{TRANSPORT}://"
-        return "redis://" + uri[len(prefix) :] if uri.startswith(prefix) else uri
+        for path, scheme in ((TRANSPORT, "redis"), (SENTINEL_TRANSPORT, "sentinel")):
+            if uri.startswith(f"{path}://"):
+                return f"{scheme}://" + uri[len(path) + 3 :]
+        return uri

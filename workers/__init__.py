@@ -7,6 +7,7 @@ path, never through this package."""
 # each import registers that module's tasks on the app (all bind the one name
 # `workers`, which ruff sees as unused once)
 import workers.finalize
+import workers.liveness
 import workers.mapping
 import workers.mirroring
 import workers.node

@@ -13,6 +13,7 @@ import functools
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -131,9 +132,25 @@ def current_backends() -> Backends:
 
 @functools.cache
 def current_slots() -> Slots:
-    """This process's concurrency-limit semaphores, made on first use."""
+    """This process's concurrency-limit semaphores, made on first use (a Redis that
+    lost the limits loads them from the database)."""
     b = current_backends()
-    return Slots(b.redis, max(2 * b.settings.lease_seconds, 10.0))
+    return Slots(
+        b.redis, max(2 * b.settings.lease_seconds, 10.0), functools.partial(_load_limits, b)
+    )
+
+
+def _load_limits(
+    b: Backends, cached: Mapping[str, int]
+) -> tuple[dict[str, int], list[tuple[str, tuple[str, ...], str | None]]]:
+    """The limits from the database (keeping those only Redis had) and the Running runs."""
+    limits = b.store.limits.all()
+    for label, slots in cached.items():
+        if label not in limits:  # set before the database kept limits
+            b.store.limits.set(label, slots)
+            limits[label] = slots
+    running = [(r.id, r.labels, r.parent_id) for r in b.store.limits.running()]
+    return limits, running
 
 
 def _warm(sender: Any = None, **_: Any) -> None:

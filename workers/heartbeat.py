@@ -2,8 +2,9 @@
 (:data:`heartbeat`, started in each forked process on first use) renews every held
 lease, and its flow run's concurrency slots, a third of the way through the lease,
 instead of a thread started for each task run; a task run that ends before its
-first renewal, as most do, costs a dictionary entry. Imports the standard library
-only."""
+first renewal, as most do, costs a dictionary entry. :class:`KeepAlive` runs a
+process's liveness refresh (see :mod:`workers.liveness`) in a thread of its own, so a
+slow database renewal never delays it. Imports the standard library only."""
 
 from __future__ import annotations
 
@@ -80,6 +81,39 @@ class Heartbeat:
                     lease.renew()
                 except Exception as exc:  # the next beat tries again; the lease may lapse
                     log.warning("could not renew a lease: %s", exc)
+
+
+class KeepAlive:
+    """Calls a refresh every few seconds in a daemon thread, one per process (a
+    forked process starts its own on :meth:`start`)."""
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._stop = threading.Event()
+
+    def start(self, refresh: Callable[[], None], every: float, name: str) -> None:
+        """Call ``refresh`` now and then every ``every`` seconds until :meth:`stop`
+        (a second start in the same process does nothing)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._stop = threading.Event()
+        stop = self._stop
+
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    refresh()
+                except Exception as exc:  # the next round tries again
+                    log.warning("%s: %s", name, exc)
+                stop.wait(every)
+
+        threading.Thread(target=run, daemon=True, name=name).start()
+
+    def stop(self) -> None:
+        """Stop calling the refresh (the thread ends after its current call)."""
+        self._stop.set()
+        self._pid = None
 
 
 #: The heartbeat of this process.

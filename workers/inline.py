@@ -196,7 +196,13 @@ def _attempt(job: _Inline, claim: Claim, fresh: bool) -> InlineResult:
         # them all at once
         return _end_flow(job, claim, outcome)
     if not store.task_runs.finish(
-        job.tr_id, run_id, outcome.state, outcome.message, outcome.result, owner=job.owner
+        job.tr_id,
+        run_id,
+        outcome.state,
+        outcome.message,
+        outcome.result,
+        owner=job.owner,
+        retry_in=outcome.retry_in,
     ):
         return NotMine()  # our lease was lost: its new holder records the run
     if outcome.state is State.RETRYING:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import orchestrator.constants as constants
+from orchestrator.clock import as_utc, utcnow
 from orchestrator.db import Claim, Link
 from orchestrator.engine import ChildTaskRun
 from orchestrator.ids import task_run_id
@@ -74,7 +75,13 @@ def node(
         waiting = Waiting(flow_run_id, slug, map_index, takes)
         return splice_child(self, waiting, wait_for.flow_run_id, lf, finalize, link, wait_for.new)
     if not store.task_runs.finish(
-        tr_id, flow_run_id, outcome.state, outcome.message, outcome.result, owner=owner
+        tr_id,
+        flow_run_id,
+        outcome.state,
+        outcome.message,
+        outcome.result,
+        owner=owner,
+        retry_in=outcome.retry_in,
     ):
         return recorded(store.task_runs.get(tr_id) or tr)  # another delivery recorded it
     if outcome.state is State.RETRYING:
@@ -96,6 +103,10 @@ def _held_elsewhere(
         waiting = Waiting(flow_run_id, slug, map_index, ChildTaskRun.from_json(tr.result))
         lf = loaded(current_backends().store, claim.flow_run.flow_id)
         return splice_child(self, waiting, tr.child_flow_run_id, lf, finalize)
+    if State(tr.state) is State.RETRYING and tr.not_before is not None:
+        # its next attempt is not due yet (this is a duplicate delivery): look again then
+        due = (as_utc(tr.not_before) - utcnow()).total_seconds()
+        raise self.again(max(SETTINGS.recheck_seconds, due))
     if not State(tr.state).is_final:
         raise self.again(SETTINGS.recheck_seconds)
     if finalize:

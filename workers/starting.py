@@ -37,11 +37,15 @@ def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
         return run_answer(flow_run_id, state)
     again = self.request.retries or (self.request.delivery_info or {}).get("redelivered")
     if state is State.RUNNING and again:
-        # this task died or failed while running a one-task flow inline: resume it
-        # (the claim runs the task again only if its lease expired)
+        # this task died or failed after recording Running: resume a one-task flow
+        # inline (the claim runs the task again only if its lease expired), or send
+        # the canvas again (it may not have gone out; finished nodes change nothing)
         lf = loaded(store, run.flow_id)
         if lf.inline_slug is not None:
             return _started(run.id, run_inline(lf, run))
+        if not _spliced(run):
+            build_canvas(lf, run.id).apply_async()
+            return run_answer(flow_run_id, state)
     if state not in STARTABLE or _spliced(run):
         return run_answer(flow_run_id, state)
     if run.labels and not current_slots().acquire(run.id, run.labels, arrival(run)):

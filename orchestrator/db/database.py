@@ -103,6 +103,11 @@ class Database:
         """Close every pooled connection."""
         self.engine.dispose()
 
+    def after_fork(self) -> None:
+        """In a forked process: drop the pooled connections inherited from the
+        parent without closing them (they are the parent's)."""
+        self.engine.dispose(close=False)
+
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
         """A read-only session."""

@@ -127,6 +127,10 @@ class TaskRun(Base):
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: A Retrying task run's next attempt is due then, not before: a claim refuses it
+    #: earlier (a duplicate delivery of an earlier attempt's message, a message the
+    #: broker redelivered after its visibility timeout) (migration 0006).
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
@@ -192,3 +196,14 @@ class TaskRunLog(Base):
     level: Mapped[str] = mapped_column(String(20))
     logger: Mapped[str | None] = mapped_column(String(200), nullable=True)
     message: Mapped[str] = mapped_column(Text)
+
+
+class ConcurrencyLimit(Base):
+    """A label's concurrency limit: the source of truth, cached in Redis, where the
+    slots live (a flushed Redis loads the limits again from here) (migration 0007)."""
+
+    __tablename__ = "concurrency_limits"
+
+    label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -74,14 +74,17 @@ RENEW_LEASE = (
     )
     .values(lease_until=_at("until"))
 )
-#: Claim a task run (``target``, ``owner``, ``until``, ``now``, ``by_worker``): Pending or
-#: Retrying, or Running with an expired lease or none and no child run it waits for.
+#: Claim a task run (``target``, ``owner``, ``until``, ``now``, ``by_worker``): Pending,
+#: Retrying once its next attempt is due, or Running with an expired lease or none and
+#: no child run it waits for.
 CLAIM = (
     update(TASK_RUNS)
     .where(
         _tr.id == bindparam("target"),
         or_(
-            _tr.state.in_([State.PENDING.value, State.RETRYING.value]),
+            _tr.state == State.PENDING.value,
+            (_tr.state == State.RETRYING.value)
+            & or_(_tr.not_before.is_(None), _tr.not_before <= _at("now")),
             (_tr.state == State.RUNNING.value)
             & or_(_tr.lease_until < _at("now"), _tr.lease_until.is_(None))
             & _tr.child_flow_run_id.is_(None),
@@ -121,10 +124,11 @@ def set_flow_run_state(new: State) -> Any:
 
 
 @functools.cache
-def finish_task_run(final: bool, leased: bool, child: bool) -> Any:
+def finish_task_run(final: bool, leased: bool, child: bool, retrying: bool = False) -> Any:
     """Record a task run's new state (``target``, ``new_state``, ``new_message``;
     ``new_result`` and ``now`` when ``final``; ``owner`` when ``leased``, else
-    ``allowed``, a list of states; ``child`` when ``child``).
+    ``allowed``, a list of states; ``child`` when ``child``; ``due`` when
+    ``retrying``: when its next attempt is due).
 
     Args:
         final: the new state is final (the result, end time, lease cleared).
@@ -142,6 +146,8 @@ def finish_task_run(final: bool, leased: bool, child: bool) -> Any:
             lease_until=None,
             start_time=func.coalesce(_tr.start_time, _at("now")),
         )
+    if retrying:
+        values["not_before"] = _at("due")
     if child:
         values["child_flow_run_id"] = bindparam("child")
         if not final:  # what the waiting task run takes from the child, kept till then

@@ -19,6 +19,7 @@ from orchestrator.db.database import Database
 from orchestrator.db.events import Events
 from orchestrator.db.flow_runs import FlowRuns
 from orchestrator.db.flows import Flows
+from orchestrator.db.limits import Limits
 from orchestrator.db.logs import Logs
 from orchestrator.db.recovery import Recovery
 from orchestrator.db.runs import Runs
@@ -63,6 +64,7 @@ class Store:
         self.logs = Logs(self._db)
         self.schedules = Schedules(self._db, self.flows)
         self.recovery = Recovery(self._db)
+        self.limits = Limits(self._db)
         self.browse = Browse(self._db)
         self.events = Events(self._db)
         if auto_migrate:
@@ -71,6 +73,10 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self._db.close()
+
+    def after_fork(self) -> None:
+        """In a forked process: forget the parent's pooled connections, unclosed."""
+        self._db.after_fork()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:

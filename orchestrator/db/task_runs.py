@@ -115,6 +115,7 @@ def finish_in(
     result: Any = None,
     owner: str | None = None,
     child_flow_run_id: str | None = None,
+    retry_in: float | None = None,
 ) -> bool:
     """Record a task run's new state in ``tx`` (see :meth:`TaskRuns.finish`)."""
     final = state.is_final
@@ -128,7 +129,10 @@ def finish_in(
         params["allowed"] = [x.value for x in states_before(state)]
     if child_flow_run_id is not None:
         params.update(child=child_flow_run_id, new_result=result)
-    stmt = sql.finish_task_run(final, owner is not None, child_flow_run_id is not None)
+    retrying = state is State.RETRYING
+    if retrying:
+        params["due"] = tx.now + timedelta(seconds=retry_in or 0.0)
+    stmt = sql.finish_task_run(final, owner is not None, child_flow_run_id is not None, retrying)
     done = rowcount(tx.execute(stmt, params))
     if done:
         tx.event(flow_run_id, state, message, task_run_id)
@@ -238,7 +242,7 @@ class TaskRuns:
     ) -> Claim:
         """Take a task run's lease to run its code.
 
-        A run in Pending or Retrying, or Running with an expired lease (its worker
+        A run in Pending, in Retrying once its next attempt is due, or Running with an expired lease (its worker
         died) or with none (a mapped task, fanned out before; claimed again when the
         sweeper resends a stuck run), is claimed: it becomes Running, its attempt
         count grows by one. Otherwise the recorded run is returned unclaimed.
@@ -265,6 +269,7 @@ class TaskRuns:
         result: Any = None,
         owner: str | None = None,
         child_flow_run_id: str | None = None,
+        retry_in: float | None = None,
     ) -> bool:
         """Record a task run's new state; with ``owner``, only while that lease is held.
 
@@ -281,13 +286,23 @@ class TaskRuns:
                 child, kept as its result while it waits).
             owner: the lease that must be held.
             child_flow_run_id: the child flow run it now waits for.
+            retry_in: for Retrying, the seconds until its next attempt is due (no
+                claim takes it before).
 
         Returns:
             Whether the state was recorded.
         """
         with self._db.tx() as tx:
             return finish_in(
-                tx, task_run_id, flow_run_id, state, message, result, owner, child_flow_run_id
+                tx,
+                task_run_id,
+                flow_run_id,
+                state,
+                message,
+                result,
+                owner,
+                child_flow_run_id,
+                retry_in,
             )
 
     def cancel_pending(self, flow_run_id: str, message: str) -> int:

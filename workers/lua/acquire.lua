@@ -5,6 +5,8 @@ local run, parent = ARGV[1], ARGV[2]
 local now, expiry, arrival = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local P = '__PREFIX__'
 local limits = P .. 'limits'
+-- a Redis that lost the limits (flushed, restarted empty) loads them first
+if redis.call('EXISTS', P .. 'limits:loaded') == 0 then return -1 end
 if parent ~= '' then
   redis.call('SET', P .. 'parent:' .. run, parent, 'PX', 7 * 24 * 3600 * 1000)
 end
