@@ -5,7 +5,8 @@ around the code only, the heartbeat that renews the lease (and the run's slots) 
 the capture of its log lines. Imports Celery's time-limit error, the pure core
 (engine, mapping, context, logcapture, states), :mod:`orchestrator.db.models`,
 :mod:`orchestrator.backends` (a type) and :mod:`workers.app`,
-:mod:`workers.flow_cache`, :mod:`workers.heartbeat`, :mod:`workers.upstream`."""
+:mod:`workers.flow_cache`, :mod:`workers.heartbeat`, :mod:`workers.observing` (the
+attempt's span and figures), :mod:`workers.upstream`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from celery.exceptions import SoftTimeLimitExceeded
 
 import orchestrator.logcapture as logcapture
+import workers.observing as observing
 from orchestrator.backends import Backends
 from orchestrator.context import RunContext, entered
 from orchestrator.db.models import FlowRun, TaskRun
@@ -80,16 +82,20 @@ def execute(
         parameters=dict(run.parameters or {}),
         attempt=tr.attempts,
     )
-    return attempt(
-        task,
-        constants,
-        upstream,
-        ctx,
-        call=logcapture.traced,
-        timeout_errors=(SoftTimeLimitExceeded,),
-        around=functools.partial(_held, b, run.id, limited, tr, owner),
-        max_bytes=b.settings.max_value_bytes,
-    )
+    project = functools.partial(observing.project_of, b.store, lf.version.project_id)
+    with observing.watched(lf.version.name, project, run, tr, slug, map_index) as watch:
+        outcome = attempt(
+            task,
+            constants,
+            upstream,
+            ctx,
+            call=watch.call(logcapture.traced),
+            timeout_errors=(SoftTimeLimitExceeded,),
+            around=functools.partial(_held, b, run.id, limited, tr, owner),
+            max_bytes=b.settings.max_value_bytes,
+        )
+        watch.ended(outcome)
+    return outcome
 
 
 @contextlib.contextmanager
