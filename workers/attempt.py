@@ -73,15 +73,7 @@ def execute(
     constants = lf.flow.constants.get(task, {})
     if element is not None:
         constants = element_constants(constants, lf.flow.constant_modes.get(task, {}), element)
-    ctx = RunContext(
-        flow_run_id=run.id,
-        flow_name=lf.version.name,
-        task_slug=slug,
-        task_run_id=tr.id,
-        map_index=map_index,
-        parameters=dict(run.parameters or {}),
-        attempt=tr.attempts,
-    )
+    ctx = _context(lf, run, tr, slug, map_index)
     project = functools.partial(observing.project_of, b.store, lf.version.project_id)
     with observing.watched(lf.version.name, project, run, tr, slug, map_index) as watch:
         outcome = attempt(
@@ -96,6 +88,19 @@ def execute(
         )
         watch.ended(outcome)
     return outcome
+
+
+def _context(lf: LoadedFlow, run: FlowRun, tr: TaskRun, slug: str, map_index: int) -> RunContext:
+    """The run context the task's code sees."""
+    return RunContext(
+        flow_run_id=run.id,
+        flow_name=lf.version.name,
+        task_slug=slug,
+        task_run_id=tr.id,
+        map_index=map_index,
+        parameters=dict(run.parameters or {}),
+        attempt=tr.attempts,
+    )
 
 
 @contextlib.contextmanager
