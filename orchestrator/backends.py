@@ -28,6 +28,9 @@ from orchestrator.db import Store
 from orchestrator.errors import BackendUnavailable
 from orchestrator.states import State
 
+#: Flow versions' (name, project) by id, for the spans of runs that end here.
+_FLOW_NAMES: dict[str, tuple[str, str]] = {}
+
 
 @dataclass
 class Backends:
@@ -86,18 +89,27 @@ class Backends:
     def _trace_end(self, flow_run_id: str) -> None:
         """Write a finished run's span (see :mod:`orchestrator.telemetry`)."""
         run = self.store.flow_runs.get(flow_run_id)
-        version = self.store.flows.get(run.flow_id)
+        flow, project = self._flow_names(run.flow_id)
         attributes = {
             "orchestrator.flow_run.id": run.id,
-            "orchestrator.flow.name": version.name,
-            "orchestrator.project": self.store.flows.project_name(version.project_id),
+            "orchestrator.flow.name": flow,
+            "orchestrator.project": project,
             "orchestrator.state": run.state,
         }
         failed = State(run.state).is_failed
         failure = (run.message or run.state) if failed else None
         end = run.end_time or run.updated
-        name = f"flow run {version.name}"
-        telemetry.run_ended(run.trace_context, name, run.start_time, end, attributes, failure)
+        trace = telemetry.context_of(run.id, run.trace_context)
+        telemetry.run_ended(trace, f"flow run {flow}", run.start_time, end, attributes, failure)
+
+    def _flow_names(self, flow_id: str) -> tuple[str, str]:
+        """A flow version's name and project (read once per process: they never change)."""
+        found = _FLOW_NAMES.get(flow_id)
+        if found is None:
+            version = self.store.flows.get(flow_id)
+            project = self.store.flows.project_name(version.project_id)
+            found = _FLOW_NAMES[flow_id] = (version.name, project)
+        return found
 
     def cancel_flow_run(
         self, flow_run_id: str, message: str = "cancelled by request", cancel_children: bool = True

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import datetime
@@ -31,6 +32,7 @@ __all__ = [
     "attach",
     "attempt",
     "configured",
+    "context_of",
     "detach",
     "enabled",
     "flush",
@@ -71,6 +73,19 @@ def enabled() -> bool:
 def reset() -> None:
     """Read the environment again on the next call (tests)."""
     enabled.cache_clear()
+
+
+def context_of(run_id: str, stored: RunTrace | None) -> RunTrace:
+    """A run's trace context: the one stored with it, else the one its id gives (a
+    run made by a process that does not trace is the root of a trace whose id is its
+    own, the same in every worker and on every redelivery, with nothing written)."""
+    if stored:
+        return stored
+    trace_id = run_id.replace("-", "").lower()
+    if len(trace_id) != 32 or not all(c in "0123456789abcdef" for c in trace_id):
+        trace_id = hashlib.sha256(run_id.encode()).hexdigest()[:32]
+    span_id = hashlib.sha256(f"span:{run_id}".encode()).hexdigest()[:16]
+    return {"traceparent": f"00-{trace_id}-{span_id}-01"}
 
 
 def new_run_context() -> RunTrace | None:

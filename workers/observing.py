@@ -33,7 +33,7 @@ from orchestrator.db import Store
 from orchestrator.db.models import FlowRun, TaskRun
 from orchestrator.engine import Outcome
 
-__all__ = ["Watch", "connect", "project_of", "traced", "watched"]
+__all__ = ["Watch", "connect", "project_of", "watched"]
 
 SENT_HEADER = celery_app.SENT_HEADER
 
@@ -89,18 +89,9 @@ def watched(
         "orchestrator.map_index": map_index,
     }
     name = f"{flow}/{slug}" + (f"[{map_index}]" if map_index >= 0 else "")
-    with telemetry.attempt(run.trace_context, name, attributes) as span:
+    trace = telemetry.context_of(run.id, run.trace_context)
+    with telemetry.attempt(trace, name, attributes) as span:
         yield Watch(flow, span)
-
-
-def traced(store: Store, run: FlowRun) -> FlowRun:
-    """``run``, given a trace context when tracing is on and it was made without one
-    (by a client that does not trace): a root of its own trace."""
-    if run.trace_context is None and telemetry.enabled():
-        fresh = telemetry.new_run_context()
-        if fresh is not None:
-            run.trace_context = store.flow_runs.adopt_trace_context(run.id, fresh)
-    return run
 
 
 _projects: dict[int, str] = {}

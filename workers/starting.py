@@ -4,8 +4,8 @@ one-task run runs right there; without a slot it waits in Queued), ``resubmit``
 (the sweeper's resend of a stuck run), ``release_slots`` and ``wake_label``. Imports
 Celery, the pure core (constants, errors, states), :mod:`orchestrator.db.models` and
 :mod:`workers.app`, :mod:`workers.begin`, :mod:`workers.finalize`,
-:mod:`workers.flow_cache`, :mod:`workers.inline`, :mod:`workers.observing`,
-:mod:`workers.signatures`, and the telemetry gate."""
+:mod:`workers.flow_cache`, :mod:`workers.inline`, :mod:`workers.signatures`, and
+the telemetry gate."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from celery import Task as CeleryTask
 
 import orchestrator.constants as constants
 import orchestrator.telemetry as telemetry
-import workers.observing as observing
 from orchestrator.db.models import FlowRun
 from orchestrator.errors import BackendUnavailable, OrchestratorError
 from orchestrator.states import State
@@ -33,7 +32,7 @@ def start_flow_run(self: CeleryTask, flow_run_id: str) -> dict[str, str]:
     runs right here), once it has a slot of each of its limited labels (else it
     waits in Queued)."""
     store = current_backends().store
-    run = observing.traced(store, store.flow_runs.get(flow_run_id))
+    run = store.flow_runs.get(flow_run_id)
     state = State(run.state)
     if state.is_final:
         wake(current_slots().release(run.id, run.labels))
@@ -69,7 +68,7 @@ def _start(run: FlowRun, state: State) -> dict[str, str]:
         return _started(run.id, run_inline(lf, run, begin_from=state))
     if not begin(run, state, lf):
         return run_answer(run.id, State(b.store.flow_runs.get(run.id).state))
-    with telemetry.within(run.trace_context):  # its messages carry the run's context
+    with telemetry.within(telemetry.context_of(run.id, run.trace_context)):  # in the headers
         canvas.apply_async()
     return run_answer(run.id, State.RUNNING)
 

@@ -148,23 +148,6 @@ class FlowRuns:
         """
         return self._insert(new, row_of(new, message=message))
 
-    def adopt_trace_context(self, flow_run_id: str, trace: dict[str, str]) -> dict[str, str]:
-        """Give a run made without a trace context this one (the first caller wins).
-
-        Returns:
-            The run's trace context as stored now.
-        """
-        with self._db.tx() as tx:
-            tx.execute(
-                update(FlowRun)
-                .where(FlowRun.id == flow_run_id, FlowRun.trace_context.is_(None))
-                .values(trace_context=trace)
-            )
-            stored = tx.execute(
-                select(FlowRun.trace_context).where(FlowRun.id == flow_run_id)
-            ).scalar()
-        return cast("dict[str, str]", stored or trace)
-
     def insert_final(self, new: NewFlowRun, message: str) -> tuple[FlowRun, bool]:
         """Record a flow run that is final from the start (a skipped schedule slot).
 
