@@ -95,11 +95,16 @@ def prune(older_than: str, dry_run: bool, batch_size: int) -> None:
     report = store.retention.prune(cutoff, batch_size=batch_size, dry_run=dry_run)
     verb = "would prune" if dry_run else "pruned"
     make_console().print(
-        f"{verb} {report.trees:,} trees finished before {cutoff:%Y-%m-%d %H:%M} UTC: "
-        f"{report.flow_runs:,} flow runs, {report.task_runs:,} task runs, "
-        f"{report.logs:,} log lines, {report.events:,} state events; "
-        f"kept {report.kept:,} old trees with a run unfinished or newer"
+        f"{verb} {_n(report.trees, 'tree')} finished before {cutoff:%Y-%m-%d %H:%M} UTC: "
+        f"{_n(report.flow_runs, 'flow run')}, {_n(report.task_runs, 'task run')}, "
+        f"{_n(report.logs, 'log line')}, {_n(report.events, 'state event')}; "
+        f"kept {_n(report.kept, 'old tree')} with a run unfinished or newer",
+        highlight=False,
     )
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count:,} {what}{'' if count == 1 else 's'}"
 
 
 COMMANDS: list[click.Command] = [db]

@@ -152,6 +152,7 @@ def test_prune_deletes_old_finished_trees_only(
     }
     # When a dry run looks at what is older than 30 days, nothing goes
     out = _prune(database_url, "--older-than", "30d", "--dry-run")
+    print(out)  # shown by -rP: what the README quotes
     found = re.search(r"would prune ([\d,]+) trees", out)
     assert found and int(found.group(1).replace(",", "")) >= TREES, out
     assert _left(store, doomed_ids)["flow_runs"] == 10_000
