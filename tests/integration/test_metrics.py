@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -72,6 +73,32 @@ def test_server_metrics_count_the_seed_runs_by_flow(fleet: Fleet, server: str) -
     assert _value(after, "orchestrator_task_runs_total", **labels) >= 1
     assert "# TYPE orchestrator_flow_runs_running gauge" in after
     assert "# TYPE orchestrator_slots_held gauge" in after
+
+
+def test_server_metrics_need_a_token_when_the_server_has_tokens(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    # Given a server with a token and a read token
+    env = {
+        **fleet.env,
+        "ORCHESTRATOR_SERVER_TOKEN": "t-" + uuid.uuid4().hex,
+        "ORCHESTRATOR_SERVER_READ_TOKEN": "r-" + uuid.uuid4().hex,
+    }
+    process = ServerProcess(env, log_path=tmp_path / "s.log")
+    try:
+        url = process.wait_ready(timeout=60) + "/metrics"
+        # Then /metrics without a token is refused, and the read token may scrape it
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(url)
+        refused.value.close()
+        assert refused.value.code == 401
+        request = urllib.request.Request(
+            url, headers={"Authorization": f"Bearer {env['ORCHESTRATOR_SERVER_READ_TOKEN']}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert b"# TYPE orchestrator_flow_runs_total counter" in answer.read()
+    finally:
+        process.stop()
 
 
 def _free_port() -> int:
