@@ -21,7 +21,7 @@ from orchestrator.clock import as_utc
 from orchestrator.errors import BackendUnavailable
 from workers.sweeper import SweepReport
 
-__all__ = ["RETENTION_ENV", "fired", "prune_daily", "retention_days", "swept"]
+__all__ = ["RETENTION_ENV", "fired", "prune_daily", "prune_key", "retention_days", "swept"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ def retention_days(env: dict[str, str] | None = None) -> float | None:
     return days
 
 
+def prune_key(database_url: str) -> str:
+    """The Redis key held for a day by the beat that pruned this database."""
+    return f"orchestrator:pruned:{hashlib.sha1(database_url.encode()).hexdigest()[:12]}"
+
+
 def prune_daily(b: Backends, now: datetime) -> None:
     """Prune trees older than the retention, once a day for the whole fleet."""
     try:
@@ -73,9 +78,8 @@ def prune_daily(b: Backends, now: datetime) -> None:
         return
     if days is None:
         return
-    db = hashlib.sha1(b.store.url.encode()).hexdigest()[:12]
     try:
-        if not b.redis.set(f"orchestrator:pruned:{db}", now.isoformat(), nx=True, ex=86_400):
+        if not b.redis.set(prune_key(b.store.url), now.isoformat(), nx=True, ex=86_400):
             return
     except redis.RedisError:
         return

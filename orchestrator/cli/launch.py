@@ -82,15 +82,15 @@ metrics_port_option = click.option(
 )
 
 
-def metrics_env(port: int | None, home: Path) -> dict[str, str]:
+def metrics_env(port: int | None, home: Path, pool: bool = True) -> dict[str, str]:
     """The environment of a worker or beat serving ``/metrics`` on ``port``: the port,
-    and a fresh ``PROMETHEUS_MULTIPROC_DIR`` under ``home`` unless one is set (a
-    prefork pool's processes count in files there)."""
+    and for a worker's ``pool`` a fresh ``PROMETHEUS_MULTIPROC_DIR`` under ``home``
+    unless one is set (a prefork pool's processes count in files there)."""
     env = dict(os.environ)
     if port is None:
         return env
     env["ORCHESTRATOR_METRICS_PORT"] = str(port)
-    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+    if pool and not env.get("PROMETHEUS_MULTIPROC_DIR"):
         home.mkdir(parents=True, exist_ok=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=home)
     return env

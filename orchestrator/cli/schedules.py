@@ -94,7 +94,7 @@ def beat(ctx: click.Context, metrics_port: int | None) -> None:
         args += ["--loglevel", "INFO"]
     click.echo(f"beat firing schedules for {describe_backends(settings)}", err=True)
     argv = [sys.executable, "-m", "celery", "-A", "workers", "beat", "-S", SCHEDULER, *args]
-    exec_command(argv, metrics_env(metrics_port, settings.home), what="celery beat")
+    exec_command(argv, metrics_env(metrics_port, settings.home, pool=False), what="celery beat")
 
 
 # --- listing ---------------------------------------------------------------------

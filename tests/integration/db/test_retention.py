@@ -9,93 +9,18 @@ import os
 import re
 import subprocess
 import sys
-import uuid
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from orchestrator.clock import utcnow
 from orchestrator.db import Store
-from orchestrator.db.models import FlowRun, FlowVersion, StateEvent, TaskRun, TaskRunLog
+from orchestrator.db.models import FlowRun, StateEvent, TaskRun, TaskRunLog
 from tests.conftest import ROOT
 from tests.integration.db.common import build, register
+from tests.integration.old_runs import insert_runs, tree
 
 TREES = 2_500  # x (1 parent + 3 children) = 10,000 old runs
-
-
-def _run(
-    flow: FlowVersion, when: datetime, state: str, parent: str | None = None
-) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "flow_id": flow.id,
-        "name": None,
-        "state": state,
-        "message": None,
-        "parameters": {},
-        "labels": [],
-        "idempotency_key": None,
-        "parent_flow_run_id": parent,
-        "parent_task_run_id": None,
-        "scheduled_start_time": None,
-        "start_time": when,
-        "end_time": when if state != "Running" else None,
-        "created": when,
-        "updated": when,
-        "buffered": False,
-    }
-
-
-def _tree(
-    flow: FlowVersion,
-    when: datetime,
-    child_state: str = "Success",
-    child_when: datetime | None = None,
-) -> list[dict[str, Any]]:
-    root = _run(flow, when, "Success")
-    kids = [_run(flow, child_when or when, child_state, root["id"]) for _ in range(3)]
-    return [root, *kids]
-
-
-def _insert(store: Store, runs: list[dict[str, Any]]) -> None:
-    """Bulk insert runs with one task run, one log line and two state events each."""
-    tasks, logs, events = [], [], []
-    for r in runs:
-        tr = str(uuid.uuid4())
-        when = r["created"]
-        tasks.append(
-            {
-                "id": tr,
-                "flow_run_id": r["id"],
-                "slug": "load",
-                "map_index": -1,
-                "name": "load",
-                "state": r["state"],
-                "attempts": 1,
-                "start_time": when,
-                "end_time": r["end_time"],
-            }
-        )
-        logs.append(
-            {
-                "flow_run_id": r["id"],
-                "task_run_id": tr,
-                "attempt": 1,
-                "line": 1,
-                "timestamp": when,
-                "level": "INFO",
-                "logger": "test",
-                "message": "a line",
-            }
-        )
-        for state in ("Running", r["state"]):
-            events.append({"flow_run_id": r["id"], "state": state, "timestamp": when})
-    with store.writing() as s:
-        s.execute(insert(FlowRun), runs)
-        s.execute(insert(TaskRun), tasks)
-        s.execute(insert(TaskRunLog), logs)
-        s.execute(insert(StateEvent), events)
 
 
 def _left(store: Store, ids: list[str]) -> dict[str, int]:
@@ -137,11 +62,11 @@ def test_prune_deletes_old_finished_trees_only(
     # one, an old one still running, an old one with a child changed yesterday
     flow = register(store, project, build())
     old, new = utcnow() - timedelta(days=90), utcnow()
-    doomed = [r for _ in range(TREES) for r in _tree(flow, old)]
-    fresh = _tree(flow, new)
-    running = _tree(flow, old, child_state="Running")
-    newer_child = _tree(flow, old, child_when=new - timedelta(days=1))
-    _insert(store, doomed + fresh + running + newer_child)
+    doomed = [r for _ in range(TREES) for r in tree(flow, old)]
+    fresh = tree(flow, new)
+    running = tree(flow, old, child_state="Running")
+    newer_child = tree(flow, old, child_when=new - timedelta(days=1))
+    insert_runs(store, doomed + fresh + running + newer_child)
     doomed_ids = [r["id"] for r in doomed]
     kept_ids = [r["id"] for r in fresh + running + newer_child]
     assert _left(store, doomed_ids) == {
