@@ -50,6 +50,7 @@ def worker(ctx: click.Context, metrics_port: int | None) -> None:
     --hostname/-n, --loglevel/-l.
     """
     settings = Settings.from_env()
+    env = metrics_env(metrics_port, settings.home)
     started = _ensure_backends(settings)
     args = list(ctx.args)
     if not has_option(args, "-Q", "--queues"):
@@ -60,7 +61,6 @@ def worker(ctx: click.Context, metrics_port: int | None) -> None:
     if started:
         note = " (embedded Redis started; it keeps running for other processes of this home)"
     click.echo(f"worker serving {describe_backends(settings)}{note}", err=True)
-    env = metrics_env(metrics_port, settings.home)
     exec_command([sys.executable, "-m", "celery", "-A", "workers", "worker", *args], env)
 
 

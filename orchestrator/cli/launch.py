@@ -9,6 +9,7 @@ errors; never a command module."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -89,6 +90,11 @@ def metrics_env(port: int | None, home: Path, pool: bool = True) -> dict[str, st
     env = dict(os.environ)
     if port is None:
         return env
+    with socket.socket() as probe:  # a clear error now, not a traceback in the worker
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise ConfigurationError(f"--metrics-port {port}: {exc.strerror or exc}") from None
     env["ORCHESTRATOR_METRICS_PORT"] = str(port)
     if pool and not env.get("PROMETHEUS_MULTIPROC_DIR"):
         home.mkdir(parents=True, exist_ok=True)

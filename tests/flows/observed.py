@@ -20,6 +20,12 @@ def flaky_once() -> str:
 
 
 @task
+def always_fails() -> None:
+    """Fail, without retries."""
+    raise ValueError("no luck")
+
+
+@task
 def otel_modules() -> dict[str, object]:
     """The OpenTelemetry modules loaded in this worker process, whether our adapter
     is among them, and whether a tracer provider was set."""
@@ -34,7 +40,10 @@ def otel_modules() -> dict[str, object]:
 with Flow("retried-once") as retried_once:
     flaky_once()
 
+with Flow("fails") as fails:
+    always_fails()
+
 with Flow("otel-probe") as otel_probe:
     otel_modules()
 
-FLOWS = [retried_once, otel_probe]
+FLOWS = [retried_once, fails, otel_probe]

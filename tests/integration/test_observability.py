@@ -115,12 +115,17 @@ def test_seed_flow_of_flows_is_one_trace(traced: Fleet, receiver: Receiver) -> N
         assert child.start_ns <= step.start_ns <= step.end_ns <= child.end_ns
 
 
-def test_a_retried_task_has_two_attempt_spans(traced: Fleet, receiver: Receiver) -> None:
+def test_a_retried_task_has_two_attempt_spans_and_failures_are_errors(
+    traced: Fleet, receiver: Receiver
+) -> None:
     # Given a task that fails its first attempt and succeeds on its retry
     run = run_and_wait(traced, "retried-once", PROJECT)
     assert run.state is State.SUCCESS, run.message
+    # and a flow whose task fails for good
+    failed = run_and_wait(traced, "fails", PROJECT)
+    assert failed.state is State.FAILED, failed.message
     traced.stop()
-    receiver.wait_for(lambda spans: _run_span(spans, run.id) is not None)
+    receiver.wait_for(lambda spans: all(_run_span(spans, r.id) for r in (run, failed)))
     spans = list(receiver.spans)
     run_span = _run_span(spans, run.id)
     assert run_span is not None
@@ -140,6 +145,14 @@ def test_a_retried_task_has_two_attempt_spans(traced: Fleet, receiver: Receiver)
     assert first.status_code == 2 and "exception" in first.events
     assert second.attributes["orchestrator.state"] == "Success"
     assert second.status_code != 2 and "exception" not in second.events
+    assert run_span.status_code != 2
+    # A failed task's attempt and its failed run carry an exception with status error
+    [attempt] = _attempts(spans, failed.id, "always_fails")
+    assert attempt.attributes["orchestrator.state"] == "Failed"
+    assert attempt.status_code == 2 and "exception" in attempt.events
+    failed_span = _run_span(spans, failed.id)
+    assert failed_span is not None and failed_span.attributes["orchestrator.state"] == "Failed"
+    assert failed_span.status_code == 2 and "exception" in failed_span.events
 
 
 #: The modules tracing would load (the SDK's trace part and the exporters).

@@ -5,14 +5,18 @@ builds runs, and ``--older-than``'s spelling."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import click
 import pytest
 
 from orchestrator.cli.database import parse_age
+from orchestrator.cli.launch import metrics_env
+from orchestrator.errors import ConfigurationError
 from orchestrator.telemetry import configured
 from tests.conftest import ROOT
 
@@ -93,3 +97,25 @@ def test_prune_ages(text: str, age: timedelta) -> None:
 def test_bad_prune_ages_are_one_clear_error(text: str) -> None:
     with pytest.raises(click.BadParameter, match="expected a positive age like 30d"):
         parse_age(text)
+
+
+def test_a_metrics_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigurationError, match=rf"--metrics-port {port}: "):
+            metrics_env(port, tmp_path)
+
+
+def test_a_worker_metrics_env_has_a_fresh_multiprocess_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with socket.socket() as free:
+        free.bind(("0.0.0.0", 0))
+        port = free.getsockname()[1]
+    env = metrics_env(port, tmp_path)
+    assert env["ORCHESTRATOR_METRICS_PORT"] == str(port)
+    folder = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    assert folder.parent == tmp_path and folder.is_dir() and not list(folder.iterdir())
+    assert "PROMETHEUS_MULTIPROC_DIR" not in metrics_env(port, tmp_path, pool=False)
