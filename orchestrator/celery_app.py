@@ -46,7 +46,12 @@ class ShadowNamedAMQP(AMQP):  # type: ignore[misc]
     and Celery's event state then overwrites the readable name with the real one
     (measured: about a third of the nodes of a small flow). Naming the sent event
     by the shadow too keeps the readable name, whatever the order.
+
+    Its connections are :class:`orchestrator.transport.Connection`, whose URL keeps
+    the ``redis://`` scheme with this project's transport.
     """
+
+    Connection = transport.Connection
 
     def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
         """Build the message; its sent event takes the shadow name when there is one."""

@@ -13,8 +13,9 @@ the message stays in Redis's unacked index and comes back after the visibility
 timeout, and a node delivered again returns its recorded state (or, when Redis
 restarted empty, the sweeper sends the run again).
 
-Celery's ``broker_transport`` setting names it (:data:`TRANSPORT`). May import only
-kombu and redis.
+Celery's ``broker_transport`` setting names it (:data:`TRANSPORT`), and
+:class:`Connection` keeps that name out of the URLs shown to people and to Flower.
+May import only kombu and redis.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from kombu.connection import Connection as KombuConnection
 from kombu.transport import redis as kombu_redis
 
 
@@ -42,3 +44,19 @@ class Transport(kombu_redis.Transport):
 
 #: The value of Celery's ``broker_transport`` setting for this transport.
 TRANSPORT = f"{__name__}:Transport"
+
+
+class Connection(KombuConnection):
+    """A kombu connection whose URI says ``redis://`` when it uses :class:`Transport`.
+
+    Kombu spells a connection's URI with its transport's name, which for this
+    transport is the class path: Flower would log the broker as
+    ``orchestrator.transport:Transport://...`` and, not knowing that scheme, could
+    not read queue lengths. The password stays masked unless asked for.
+    """
+
+    def as_uri(self, *args: Any, **kwargs: Any) -> str:
+        """The connection's URL, with the Redis scheme for this transport."""
+        uri: str = super().as_uri(*args, **kwargs)
+        prefix = f"{TRANSPORT}://"
+        return "redis://" + uri[len(prefix) :] if uri.startswith(prefix) else uri

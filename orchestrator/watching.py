@@ -69,7 +69,7 @@ class _Notices:
     def __init__(self, client: redis.Redis, flow_run_id: str) -> None:
         self.pubsub: PubSub | None = None
         try:
-            self.pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            self.pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
             self.pubsub.subscribe(constants.FLOW_RUN_CHANNEL.format(id=flow_run_id))
         except redis.RedisError:
             self.pubsub = None

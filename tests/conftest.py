@@ -5,7 +5,9 @@ real Celery worker processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -43,6 +45,26 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("home")
 
 
+@contextlib.contextmanager
+def _reserved_redis_database(client: redis.Redis) -> Iterator[int]:
+    """A database number (1-15) of the test Redis that no other test session holds:
+    each session reserves its number with a key in database 0 (set only if absent,
+    expiring after a day in case a session dies) and gives it back at the end."""
+    token = uuid.uuid4().hex
+    numbers = list(range(1, 16))
+    random.shuffle(numbers)
+    for db in numbers:
+        key = f"orchestrator-tests:redis-db:{db}"
+        if client.set(key, token, nx=True, ex=24 * 3600):
+            try:
+                yield db
+            finally:
+                if client.get(key) == token.encode():
+                    client.delete(key)
+            return
+    pytest.fail("every database 1-15 of the test Redis is held by another test session")
+
+
 @pytest.fixture(scope="session")
 def redis_url(session_home: Path) -> Iterator[str]:
     """A Redis URL with an empty database: the test server's, or the embedded one."""
@@ -53,13 +75,12 @@ def redis_url(session_home: Path) -> Iterator[str]:
             client.ping()
         except redis.RedisError as exc:
             pytest.fail(f"{REDIS_ENV}={url} is set but unreachable: {exc}")
-        # a fresh database number for this run, emptied first
         base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
-        db = 1 + uuid.uuid4().int % 14
-        fresh = f"{base}/{db}"
-        redis.Redis.from_url(fresh).flushdb()
-        yield fresh
-        redis.Redis.from_url(fresh).flushdb()
+        with _reserved_redis_database(client) as db:
+            fresh = f"{base}/{db}"
+            redis.Redis.from_url(fresh).flushdb()
+            yield fresh
+            redis.Redis.from_url(fresh).flushdb()
         return
     home = session_home / "redis"
     home.mkdir()

@@ -309,7 +309,7 @@ class _Notices:
         """Return on the next notice (and drain the others), or after ``seconds``."""
         if self.pubsub is None and time.monotonic() >= self._retry_at:
             try:
-                self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
                 self.pubsub.psubscribe(constants.FLOW_RUN_CHANNEL.format(id="*"))
             except redis.RedisError:
                 self.pubsub, self._retry_at = None, time.monotonic() + 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from orchestrator import State
+from orchestrator.backends import backends
 from tests.conftest import Fleet
 from tests.flows import duplicating
 from tests.integration.helpers import finished_counts
@@ -18,7 +19,9 @@ def test_duplicate_and_out_of_order_messages_change_nothing(fresh_fleet: Fleet) 
         fresh_fleet.client.register(flow, duplicating.PROJECT)
     fresh_fleet.start_worker()
     fresh_fleet.start_worker()
-    # When five Flow-of-Flows runs execute
+    published = backends(fresh_fleet.settings).redis
+    before = int(published.get(duplicating.PUBLISHED_KEY) or 0)
+    # When five Flow-of-Flows runs execute (children of one task and of four)
     started = time.monotonic()
     ids = [fresh_fleet.client.create_flow_run("dup-parent", duplicating.PROJECT) for _ in range(5)]
     runs = [fresh_fleet.client.wait_for_flow_run(i, timeout=180) for i in ids]
@@ -37,7 +40,11 @@ def test_duplicate_and_out_of_order_messages_change_nothing(fresh_fleet: Fleet) 
             counts = finished_counts(fresh_fleet, run_id)
             duplicates += sum(n - 1 for n in counts.values())
             assert set(counts.values()) == {1}, counts
+    # and the duplicates were really sent: at least one per message of every run
+    sent = int(published.get(duplicating.PUBLISHED_KEY) or 0) - before
     print(
         f"\nduplicates scenario: runs started {len(ids)}, finished {len(runs)}, "
-        f"duplicated executions {duplicates}, in {time.monotonic() - started:.1f}s"
+        f"duplicate messages published {sent}, duplicated executions {duplicates}, "
+        f"in {time.monotonic() - started:.1f}s"
     )
+    assert sent >= len(ids), sent

@@ -14,7 +14,8 @@ from orchestrator.context import current
 _client: redis.Redis | None = None
 
 
-def _redis() -> redis.Redis:
+def redis_client() -> redis.Redis:
+    """A client of the Redis the workers use (ORCHESTRATOR_REDIS_URL), made once."""
     global _client
     if _client is None:
         url = os.environ["ORCHESTRATOR_REDIS_URL"]
@@ -39,4 +40,4 @@ def finished(seconds: float = 0.0) -> None:
     slug = ctx.task_slug if ctx.map_index < 0 else f"{ctx.task_slug}[{ctx.map_index}]"
     # instrumentation only: a Redis outage (the fault tests make some) must not fail the task
     with contextlib.suppress(redis.RedisError):
-        _redis().hincrby(count_key(ctx.flow_run_id), slug, 1)
+        redis_client().hincrby(count_key(ctx.flow_run_id), slug, 1)

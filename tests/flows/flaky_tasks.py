@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import Task as CeleryTask
 
 from orchestrator.errors import BackendUnavailable
-from tests.flows.common import _redis
+from tests.flows.common import redis_client
 from workers.app import InfraRetrying, app
 
 
@@ -22,7 +22,7 @@ class FewFaults(InfraRetrying):
 def _step(task: CeleryTask, plan: list[str], key: str) -> str:
     retries = task.request.retries
     step = plan[retries] if retries < len(plan) else "ok"
-    _redis().rpush(key, f"{retries}:{task.faults()}:{step}")
+    redis_client().rpush(key, f"{retries}:{task.faults()}:{step}")
     if step == "wait":
         raise task.again(0.02)
     if step == "fault":

@@ -22,10 +22,19 @@ with Flow("gpu-job", labels=["gpu"]) as gpu_job:
 with Flow("held-job", labels=["held"]) as held_job:
     hold(0.1)
 
+# A and D have one task (run inside the parent's waiting task); B and C have four,
+# first -> (left, right) -> last (spliced into the waiting parent)
 _children = []
 for _name in "ABCD":
     with Flow(f"fof-{_name}", labels=["fof"]) as _child:
-        hold(0.2)
+        if _name in "AD":
+            hold(0.2)
+        else:
+            first = hold(0.2, task_args={"name": "first"})
+            sides = [
+                hold(0.2, task_args={"name": n}, upstream_tasks=[first]) for n in ("left", "right")
+            ]
+            hold(0.2, task_args={"name": "last"}, upstream_tasks=sides)
     _children.append(_child)
 fof_a, fof_b, fof_c, fof_d = _children
 

@@ -60,8 +60,8 @@ def params_for(n: int) -> list[dict[str, str]]:
 
 @task
 def greet(name: str) -> str:
-    """Use a parameter."""
-    finished()
+    """Use a parameter (taking a moment, so that a fault finds one in flight)."""
+    finished(0.1)
     return f"hello {name}"
 
 

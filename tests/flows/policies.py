@@ -17,7 +17,7 @@ from orchestrator.context import current
 from orchestrator.schedules import CronSchedule, IntervalSchedule
 from orchestrator.states import State
 from orchestrator.tasks import StartFlowRun
-from tests.flows.common import _redis
+from tests.flows.common import redis_client
 
 #: The project of the cancel_other flows (StartFlowRun names its child's project).
 CANCEL_PROJECT = "policies-cancel"
@@ -40,7 +40,7 @@ def gated() -> str:
     store = backends().store
     deadline = time.monotonic() + GATE_TIMEOUT
     while time.monotonic() < deadline:
-        if _redis().exists(gate_key(ctx.flow_run_id)):
+        if redis_client().exists(gate_key(ctx.flow_run_id)):
             return "opened"
         if State(store.flow_runs.get(ctx.flow_run_id).state).is_final:
             return "run ended"

@@ -29,7 +29,7 @@ from orchestrator import (
 from orchestrator import triggers as T
 from orchestrator.context import current
 from orchestrator.tasks import StartFlowRun
-from tests.flows.common import _redis, finished
+from tests.flows.common import finished, redis_client
 
 PROJECT = "prefect1"
 
@@ -44,7 +44,7 @@ def _mark(what: str, value: str) -> None:
     if ctx is None or ctx.local or ctx.flow_run_id is None:
         return
     with contextlib.suppress(redis.RedisError):
-        _redis().hset(marks_key(ctx.flow_run_id), what, value)
+        redis_client().hset(marks_key(ctx.flow_run_id), what, value)
 
 
 @task(timeout=1)
@@ -220,7 +220,7 @@ def record(obj: Any, old: Any, new: Any) -> None:
     if ctx is None or ctx.local or ctx.flow_run_id is None:
         LOCAL_TRANSITIONS.append(line)
         return
-    _redis().rpush(transitions_key(ctx.flow_run_id), line)
+    redis_client().rpush(transitions_key(ctx.flow_run_id), line)
 
 
 def recover(obj: Any, old: Any, new: Any) -> Any:

@@ -107,6 +107,16 @@ def flower(fleet: Fleet, tmp_path: Path) -> Iterator[FlowerProcess]:
     env = {k: v for k, v in fleet.env.items() if not k.startswith("FLOWER_")}
     f = start_flower(env, tmp_path / "flower.log", "--basic-auth", f"{USER}:{PASSWORD}")
     try:
+        # Flower answers before its event receiver has subscribed: a task whose
+        # task-received event came earlier would be listed without a name. Heartbeats
+        # of the fleet's workers show that the events reach it.
+        hostnames = {w.hostname for w in fleet.workers}
+        wait_for(
+            "worker heartbeats in /api/workers?status=1",
+            lambda: hostnames <= {n for n, up in f.get("/api/workers?status=1").items() if up},
+            timeout=60,
+            flower=f,
+        )
         yield f
     finally:
         stop_flower(f)
@@ -131,22 +141,16 @@ def wait_for(
 def test_flower_lists_workers_and_readable_node_tasks(
     fleet: Fleet, project: str, flower: FlowerProcess
 ) -> None:
-    # Given Flower with basic auth, next to the fleet's two workers
+    # Given Flower with basic auth, next to the fleet's two workers, whose event
+    # stream it follows (the fixture waits for their heartbeats)
     hostnames = {w.hostname for w in fleet.workers}
-    workers = wait_for(
+    # Then it lists both workers by name when it asks them
+    listed = wait_for(
         "the workers in /api/workers",
-        lambda: hostnames <= set(flower.get("/api/workers?refresh=1")),
+        lambda: set(flower.get("/api/workers?refresh=1")) & hostnames == hostnames and hostnames,
         flower=flower,
     )
-    assert workers
-    # ... whose event stream Flower follows (worker heartbeats reach it)
-    wait_for(
-        "worker heartbeats in /api/workers?status=1",
-        lambda: (
-            hostnames <= {n for n, alive in flower.get("/api/workers?status=1").items() if alive}
-        ),
-        flower=flower,
-    )
+    assert listed == hostnames and len(hostnames) == 2
     # When a flow A -> (B, C) -> D runs on the fleet, a few times (the events of
     # sender and worker race; every node of every run must keep its readable name)
     fleet.client.register(deploy.watched, project)
@@ -230,6 +234,25 @@ def test_a_flow_of_flows_in_flower(fleet: Fleet, flower: FlowerProcess) -> None:
     assert {t["name"] for t in found.values()} >= {"parent-flow/start", "parent-flow/flow_a"}
     found = flower.get(f"/api/tasks?search={kids['B']}")
     assert {t["name"] for t in found.values()} >= {"parent-flow/flow_b"}
+
+
+def test_flower_names_the_broker_by_its_url(fleet: Fleet, flower: FlowerProcess) -> None:
+    # Given Flower on the fleet's Redis
+    # Then its log names the broker by a URL of the Redis scheme the fleet uses (not
+    # by the class path of the project's transport), with any password masked
+    line = next(ln for ln in flower.log().splitlines() if "Broker:" in ln)
+    scheme = fleet.settings.redis_url.split("://", 1)[0]
+    assert f"Broker: {scheme}://" in line, line
+    assert "Transport" not in line
+    # and it reads the length of the fleet's queue from that broker
+    lengths = wait_for(
+        "the fleet's queue in /api/queues/length",
+        lambda: {
+            q["name"]: q["messages"] for q in flower.get("/api/queues/length")["active_queues"]
+        },
+        flower=flower,
+    )
+    assert lengths.get(fleet.queue) == 0, lengths
 
 
 def test_flower_refuses_requests_without_credentials(flower: FlowerProcess) -> None:

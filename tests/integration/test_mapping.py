@@ -12,6 +12,7 @@ from orchestrator import State
 from tests.conftest import Fleet
 from tests.flows import mapping
 from tests.integration.helpers import finished_counts, run_and_wait
+from tests.integration.inflight import interrupted, wait_in_flight
 
 
 @pytest.fixture()
@@ -95,18 +96,21 @@ def test_start_flow_run_mapped_over_fifty_parameter_dicts_survives_sigkill(
     # Given a parent starting one child flow per parameter dict, on two workers
     for flow in mapping.ALL:
         fresh_fleet.client.register(flow, mapping.PROJECT)
-    victim = fresh_fleet.start_worker()
+    fresh_fleet.start_worker()
     fresh_fleet.start_worker()
     run_id = fresh_fleet.client.create_flow_run(
         "map-children", mapping.PROJECT, parameters={"n": 50}
     )
-    # When a pool process of one worker is SIGKILLed in the middle
+    # When, once five children exist, the pool process that the database says runs
+    # one of them right now is SIGKILLed
     deadline = time.monotonic() + 30
     while len(fresh_fleet.client.get_flow_run(run_id, task_runs=False).children) < 5:
         assert time.monotonic() < deadline, fresh_fleet.logs()
         time.sleep(0.02)
-    for pid in victim.pool_pids()[:1]:
-        os.kill(pid, signal.SIGKILL)
+    pids = {pid for w in fresh_fleet.workers for pid in w.pool_pids()}
+    now = wait_in_flight(fresh_fleet, [run_id], pids)
+    os.kill(now[0].pid, signal.SIGKILL)
+    hits = [h for h in now if h.pid == now[0].pid]
     info = fresh_fleet.client.wait_for_flow_run(run_id, timeout=180)
     # Then the parent succeeds with exactly one child run per element, results in order
     assert info.state is State.SUCCESS, (info.message, fresh_fleet.logs())
@@ -115,3 +119,5 @@ def test_start_flow_run_mapped_over_fifty_parameter_dicts_survives_sigkill(
     assert sorted(c.parameters["name"] for c in children) == sorted(f"child-{i}" for i in range(50))
     results = info.task_run("flow_greeter").result
     assert [r["task_results"]["greet"] for r in results] == [f"hello child-{i}" for i in range(50)]
+    # and the kill landed on running work, which was taken over
+    assert interrupted(fresh_fleet, hits), hits

@@ -3,6 +3,8 @@ idempotency under duplicate delivery and SIGKILL, cancellation, bad input."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import textwrap
 import time
@@ -14,8 +16,9 @@ from orchestrator import State
 from orchestrator.errors import FlowRunTimeout
 from orchestrator.loader import flows_in
 from tests.conftest import ROOT, Fleet
-from tests.flows import children
+from tests.flows import children, duplicating
 from tests.integration.helpers import run_and_wait
+from tests.integration.inflight import InFlight, interrupted, wait_in_flight
 
 EXAMPLES = ROOT / "examples"
 
@@ -191,34 +194,55 @@ def test_cancelled_child_mirrors_as_cancelled(kids: Fleet) -> None:
     assert parent.state is State.CANCELLED
 
 
-def test_flow_of_flows_on_one_process(fresh_fleet: Fleet) -> None:
-    # Given a single worker with a single pool process
-    for flow in flows_in(str(EXAMPLES / "seed_flows.py")):
-        fresh_fleet.client.register(flow, "examples")
-    _register_listing(fresh_fleet, "flow_of_flows.py")
+@pytest.mark.parametrize("shape", ["seed", "spliced"])
+def test_flow_of_flows_on_one_process(fresh_fleet: Fleet, shape: str) -> None:
+    # Given a single worker with a single pool process, and the Flow-of-Flows of the
+    # seed (one-task children, run inside the waiting task) or one whose B and C have
+    # four tasks each (spliced into the waiting parent, which must then let go of
+    # the process: holding it, the children's tasks could never run)
+    flow, project = _flow_of_flows(fresh_fleet, shape)
     fresh_fleet.start_worker(concurrency=1)
     # When the Flow-of-Flows runs with wait=True
-    parent = run_and_wait(fresh_fleet, "parent-flow", "examples", timeout=120)
+    parent = run_and_wait(fresh_fleet, flow, project, timeout=120)
     # Then it completes: the waiting parent holds no slot
     assert parent.state is State.SUCCESS, parent.message
-    assert len(parent.children) == 4
+    kids = [fresh_fleet.client.get_flow_run(c) for c in parent.children]
+    assert len(kids) == 4 and all(k.state is State.SUCCESS for k in kids)
+    assert sorted(len(k.task_runs) for k in kids) == (
+        [1, 1, 1, 1] if shape == "seed" else [1, 1, 4, 4]
+    )
 
 
-def test_sigkill_during_start_flow_run_makes_one_child_per_node(fresh_fleet: Fleet) -> None:
+def _flow_of_flows(fleet: Fleet, shape: str) -> tuple[str, str]:
+    """Register a Flow-of-Flows A -> (B, C) -> D; its name and project."""
+    if shape == "seed":
+        for flow in flows_in(str(EXAMPLES / "seed_flows.py")):
+            fleet.client.register(flow, "examples")
+        _register_listing(fleet, "flow_of_flows.py")
+        return "parent-flow", "examples"
+    for flow in duplicating.ALL:
+        fleet.client.register(flow, duplicating.PROJECT)
+    return "dup-parent", duplicating.PROJECT
+
+
+@pytest.mark.parametrize("shape", ["seed", "spliced"])
+def test_sigkill_during_start_flow_run_makes_one_child_per_node(
+    fresh_fleet: Fleet, shape: str
+) -> None:
     # Given two workers running several Flow-of-Flows
-    for flow in flows_in(str(EXAMPLES / "seed_flows.py")):
-        fresh_fleet.client.register(flow, "examples")
-    _register_listing(fresh_fleet, "flow_of_flows.py")
-    w1 = fresh_fleet.start_worker()
-    fresh_fleet.start_worker()
-    ids = [fresh_fleet.client.create_flow_run("parent-flow", "examples") for _ in range(4)]
-    # When a pool process of one worker is SIGKILLed mid-flight, twice
+    flow, project = _flow_of_flows(fresh_fleet, shape)
+    workers = [fresh_fleet.start_worker(), fresh_fleet.start_worker()]
+    ids = [fresh_fleet.client.create_flow_run(flow, project) for _ in range(4)]
+    # When the pool process that the database says runs a task right now is
+    # SIGKILLed, twice
+    hits: list[InFlight] = []
     for _ in range(2):
-        time.sleep(0.8)
-        for pid in w1.pool_pids()[:1]:
-            import os
-
-            os.kill(pid, signal.SIGKILL)
+        pids = {pid for w in workers for pid in w.pool_pids()}
+        now = wait_in_flight(fresh_fleet, ids, pids)
+        victim = now[0].pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+        hits += [h for h in now if h.pid == victim]
     # Then every parent ends Success with exactly one child per StartFlowRun node
     for run_id in ids:
         try:
@@ -227,4 +251,8 @@ def test_sigkill_during_start_flow_run_makes_one_child_per_node(fresh_fleet: Fle
             raise AssertionError(fresh_fleet.describe(run_id)) from None
         assert parent.state is State.SUCCESS, (parent.message, fresh_fleet.logs())
         names = sorted(fresh_fleet.client.get_flow_run(c).flow_name for c in parent.children)
-        assert names == ["A", "B", "C", "D"]
+        assert len(names) == 4 and len(set(names)) == 4, names
+    # and the kills landed on running work, which was taken over
+    taken = interrupted(fresh_fleet, hits)
+    print(f"\nin flight when killed: {len(hits)} task runs; taken over: {len(taken)}")
+    assert taken, hits
