@@ -1,12 +1,14 @@
 """``python -m bench [--quick] [--json PATH] [--database sqlite|postgres] [--cases 1,2,...]
-[--peers prefect]``
+[--peers prefect] [--tracing]``
 
 Starts its own workers (ours: ``celery -A workers``; plain: ``celery -A
 bench.plain_worker``; prefork, 2 processes each) on the configured Redis and a
 fresh database, runs each case on ours and on plain Celery alternately, prints
 medians, p95 and the ratio ours/plain, and stops everything it started. With
 ``--peers prefect``, case 1 is also set against Prefect 3 running the same shape
-(:mod:`bench.peers`)."""
+(:mod:`bench.peers`). With ``--tracing`` our workers export OpenTelemetry spans to an
+OTLP/HTTP sink in this process, and case 6 (``--cases 6 --tracing``) runs case 1's
+flow on it and on an untraced worker of ours alternately."""
 
 from __future__ import annotations
 
@@ -61,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run the seed shape in this orchestrator (its own virtual environment "
         "under bench/peers/) and compare case 1 with it",
     )
+    p.add_argument(
+        "--tracing",
+        action="store_true",
+        help="also start a worker of ours that exports OpenTelemetry spans (OTLP/HTTP to a "
+        "sink in this process) for case 6: case 1's flow with tracing on vs off",
+    )
     args = p.parse_args(argv)
     try:
         args.case_list = sorted({int(c) for c in args.cases.split(",") if c.strip()})
@@ -71,6 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [c for c in args.case_list if c not in CASES]
     if unknown or not args.case_list:
         p.error(f"--cases: choose among {', '.join(map(str, CASES))}")
+    if 6 in args.case_list and not args.tracing:
+        p.error("case 6 compares tracing on and off: add --tracing")
     return args
 
 
@@ -86,6 +96,21 @@ def register_flows(fleet: Fleet, cases: list[int], quick: bool) -> None:
         names += ["tasks_fanout_1000", "tasks_chain_1000"]
     for name in names:
         fleet.client.register(getattr(flows, name), PROJECT, import_ref=f"bench.flows:{name}")
+
+
+def _sink(tracing: bool) -> Any:
+    """The OTLP sink our workers export to with ``--tracing`` (else None)."""
+    if not tracing:
+        return None
+    from bench.otlp_sink import Sink
+
+    return Sink()
+
+
+def _close_sink(sink: Any, console: Console) -> None:
+    if sink is not None:
+        console.log(f"tracing on: the sink received {sink.spans:,} spans")
+        sink.close()
 
 
 def _sigterm(_signo: int, _frame: Any) -> None:
@@ -162,6 +187,7 @@ def save_json(
         "worker": {"pool": "prefork", "concurrency": CONCURRENCY},
         "load_average_at_start": load_at_start,
         "load_average_at_end": list(os.getloadavg()),
+        "tracing": args.tracing,
         "problems": problems,
         "interrupted": interrupted,
     }
@@ -195,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     env: Environment | None = None
     fleet: Fleet | None = None
+    sink = _sink(args.tracing)
     interrupted = False
     load_at_start = list(os.getloadavg())
     if load_at_start[0] > 0.5:
@@ -205,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with console.status("setting up Redis, the database and the workers"):
             env = Environment.create(args.database)
-            fleet = Fleet(env)
+            fleet = Fleet(env, sink.endpoint if sink else None)
             fleet.start()
             register_flows(fleet, args.case_list, args.quick)
         console.log(
@@ -229,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 fleet.stop()
             if env is not None:
                 env.close()
+    _close_sink(sink, console)
     if rows:
         print_summary(rows, args, started, console)
     if args.json:

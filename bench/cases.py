@@ -22,6 +22,7 @@ from bench.flows import PROJECT
 from bench.plain import NOOP
 from bench.report import Row
 from orchestrator import constants
+from orchestrator.client import Client
 from orchestrator.db.models import FlowRun
 from orchestrator.errors import FlowRunTimeout, OrchestratorError
 from orchestrator.states import FINAL_STATES, State
@@ -59,14 +60,21 @@ class Options:
 # --- one measurement each side ---------------------------------------------------
 
 
-def ours_run(fleet: Fleet, flow_name: str, deadline: Deadline, full_info: bool = False) -> float:
+def ours_run(
+    fleet: Fleet,
+    flow_name: str,
+    deadline: Deadline,
+    full_info: bool = False,
+    client: Client | None = None,
+) -> float:
     """Seconds from ``create_flow_run`` to the run's final state seen by the client.
 
     With ``full_info`` the client's own ``wait_for_flow_run`` (which also reads the
     run's task runs and children) is timed; otherwise the wait ends on the final
     state (Redis notice, database as fallback), the counterpart of waiting on the
-    last task's result in plain Celery."""
-    client = fleet.client
+    last task's result in plain Celery. ``client``: another queue's (the traced
+    worker's), else the fleet's."""
+    client = client or fleet.client
     t0 = time.perf_counter()
     run_id = client.create_flow_run(flow_name, PROJECT)
     if full_info:
@@ -228,6 +236,32 @@ def case1(fleet: Fleet, opts: Options, deadline: Deadline) -> list[Row]:
             reps,
             lambda: ours_run(fleet, "bench-parent", deadline, full_info=True),
             plain,
+            row,
+            deadline,
+            scale=1000,
+            warmup=2,
+        )
+    ]
+
+
+def case6(fleet: Fleet, opts: Options, deadline: Deadline) -> list[Row]:
+    """Case 1's Flow-of-Flows on our worker exporting spans ("ours" column) against
+    our worker without tracing ("plain" column), alternately (``--tracing``)."""
+    if fleet.traced is None:
+        raise BenchError("case 6 compares tracing on and off: run it with --tracing")
+    reps = 10 if opts.quick else 30
+    row = Row(
+        "6",
+        "Flow-of-Flows, tracing on (ours) vs off (plain)",
+        "ms",
+        goal="<= 1.2x",
+        max_ratio=1.2,
+    )
+    return [
+        alternate(
+            reps,
+            lambda: ours_run(fleet, "bench-parent", deadline, True, fleet.traced_client),
+            lambda: ours_run(fleet, "bench-parent", deadline, full_info=True),
             row,
             deadline,
             scale=1000,
@@ -451,6 +485,7 @@ CASES: dict[int, tuple[str, Callable[[Fleet, Options, Deadline], list[Row]]]] = 
     3: ("throughput of one-task flow runs vs plain tasks", case3),
     4: ("one flow of 1,000 tasks vs the plain canvas", case4),
     5: ("worker memory", case5),
+    6: ("Flow-of-Flows with tracing on vs off (with --tracing)", case6),
 }
 
 __all__ = ["CASES", "CaseTimeout", "Deadline", "Options", "Partial"]

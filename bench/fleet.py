@@ -237,10 +237,12 @@ class Environment:
 class Fleet:
     """Our worker and the plain Celery worker, on fresh queues, with a client for each."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: Environment, tracing_endpoint: str | None = None) -> None:
         self.env = env
+        self.tracing_endpoint = tracing_endpoint
         self.ours: Worker | None = None
         self.plain: Worker | None = None
+        self.traced: Worker | None = None
         self.client: Client
         self.plain_app: Celery
         self.generation = 0
@@ -272,6 +274,22 @@ class Fleet:
             "BENCH_PLAIN_QUEUE": self.plain_queue,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
+        # with tracing, a second worker of ours on a queue of its own exports spans
+        self.traced_queue = f"bench-traced-{tag}"
+        self.traced_client = Client(
+            Settings(
+                home=self.home,
+                redis_url=self.env.redis_url,
+                database_url=self.env.database_url,
+                queue=self.traced_queue,
+            )
+        )
+        self.traced_env = {
+            **self.worker_env,
+            "ORCHESTRATOR_QUEUE": self.traced_queue,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.tracing_endpoint or "",
+            "OTEL_SERVICE_NAME": "bench-worker",
+        }
 
     @property
     def app(self) -> Celery:
@@ -283,14 +301,20 @@ class Fleet:
         self.plain = Worker(
             "bench.plain_worker", self.plain_queue, self.worker_env, self.env.workdir, "plain"
         )
+        if self.tracing_endpoint:
+            self.traced = Worker(
+                "workers", self.traced_queue, self.traced_env, self.env.workdir, "traced"
+            )
         self.ours.wait_ready(self.app)
         self.plain.wait_ready(self.plain_app)
+        if self.traced is not None:
+            self.traced.wait_ready(self.app)
 
     def stop(self) -> None:
-        for w in (self.ours, self.plain):
+        for w in (self.ours, self.plain, self.traced):
             if w is not None:
                 w.stop()
-        self.ours = self.plain = None
+        self.ours = self.plain = self.traced = None
 
     def restart(self) -> None:
         """Fresh workers on fresh queues (after a timed-out case left work behind)."""
@@ -299,6 +323,6 @@ class Fleet:
         self.start()
 
     def check_alive(self) -> None:
-        for w in (self.ours, self.plain):
+        for w in (self.ours, self.plain, self.traced):
             if w is not None:
                 w.check_alive()

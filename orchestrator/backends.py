@@ -23,11 +23,15 @@ from redis.sentinel import Sentinel
 
 import orchestrator.constants as constants
 import orchestrator.embedded as embedded
+import orchestrator.telemetry as telemetry
 from orchestrator.celery_app import make_app
 from orchestrator.config import Settings, hide_password, sentinel_url
 from orchestrator.db import Store
 from orchestrator.errors import BackendUnavailable
 from orchestrator.states import State
+
+#: Flow versions' (name, project) by id, for the spans of runs that end here.
+_FLOW_NAMES: dict[str, tuple[str, str]] = {}
 
 
 @dataclass
@@ -73,13 +77,41 @@ class Backends:
         return changed
 
     def notify(self, flow_run_id: str, state: State) -> None:
-        """Publish a state-change notice for waiting clients (best effort)."""
+        """Publish a state-change notice for waiting clients (best effort); a final
+        state also writes the run's span when tracing is on."""
+        if state.is_final and telemetry.enabled():
+            self._trace_end(flow_run_id)
         # best effort: waiters fall back to reading the database
         with contextlib.suppress(redis.RedisError):
             self.redis.publish(
                 constants.FLOW_RUN_CHANNEL.format(id=flow_run_id),
                 json.dumps({"id": flow_run_id, "state": state.value}),
             )
+
+    def _trace_end(self, flow_run_id: str) -> None:
+        """Write a finished run's span (see :mod:`orchestrator.telemetry`)."""
+        run = self.store.flow_runs.get(flow_run_id)
+        flow, project = self._flow_names(run.flow_id)
+        attributes = {
+            "orchestrator.flow_run.id": run.id,
+            "orchestrator.flow.name": flow,
+            "orchestrator.project": project,
+            "orchestrator.state": run.state,
+        }
+        failed = State(run.state).is_failed
+        failure = (run.message or run.state) if failed else None
+        end = run.end_time or run.updated
+        trace = telemetry.context_of(run.id, run.trace_context)
+        telemetry.run_ended(trace, f"flow run {flow}", run.start_time, end, attributes, failure)
+
+    def _flow_names(self, flow_id: str) -> tuple[str, str]:
+        """A flow version's name and project (read once per process: they never change)."""
+        found = _FLOW_NAMES.get(flow_id)
+        if found is None:
+            version = self.store.flows.get(flow_id)
+            project = self.store.flows.project_name(version.project_id)
+            found = _FLOW_NAMES[flow_id] = (version.name, project)
+        return found
 
     def cancel_flow_run(
         self, flow_run_id: str, message: str = "cancelled by request", cancel_children: bool = True
@@ -112,8 +144,15 @@ class Backends:
                     self.cancel_flow_run(child.id, f"parent {run.id} cancelled: {message}")
         return cancelled
 
-    def dispatch(self, flow_run_id: str, flow_name: str) -> None:
-        """Send ``start_flow_run`` for a flow run to the workers."""
+    def dispatch(
+        self, flow_run_id: str, flow_name: str, trace: telemetry.RunTrace | None = None
+    ) -> None:
+        """Send ``start_flow_run`` for a flow run to the workers (its headers carry the
+        run's ``trace`` context)."""
+        with telemetry.within(trace):
+            self._send_start(flow_run_id, flow_name)
+
+    def _send_start(self, flow_run_id: str, flow_name: str) -> None:
         self.app.send_task(
             constants.START_FLOW_RUN,
             args=[flow_run_id],

@@ -2,18 +2,38 @@
 and :class:`~orchestrator.config.Settings` (JSON only, late acks, prefetch 1,
 events on), with :class:`ShadowNamedAMQP` naming sent events readably.
 
-Building an app connects to nothing. It may import Celery, :mod:`orchestrator.config`
-and :mod:`orchestrator.transport`; nothing of the client layer or the database."""
+Every message sent is stamped (:func:`stamp`) with when it was sent (workers count
+its queue delay) and the current trace context (:mod:`orchestrator.telemetry`).
+
+Building an app connects to nothing. It may import Celery, :mod:`orchestrator.config`,
+:mod:`orchestrator.telemetry` and :mod:`orchestrator.transport`; nothing of the
+client layer or the database."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Celery
 from celery.app.amqp import AMQP
+from celery.signals import before_task_publish
 
+import orchestrator.telemetry as telemetry
 import orchestrator.transport as transport
 from orchestrator.config import Settings, sentinel_url
+
+#: The message header with when it was sent (seconds since the epoch).
+SENT_HEADER = "orchestrator_sent"
+
+
+def stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Stamp a message about to be sent: when, and the current trace context."""
+    if headers is not None:
+        headers[SENT_HEADER] = time.time()
+        telemetry.inject(headers)
+
+
+before_task_publish.connect(stamp, weak=False)
 
 
 class ShadowNamedAMQP(AMQP):  # type: ignore[misc]

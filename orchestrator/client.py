@@ -119,7 +119,7 @@ class Client:
         )
         run, created = self.backends.store.flow_runs.insert(self.prepare_flow_run(request))
         if created and dispatch and State(run.state) is State.SUBMITTED:
-            self.backends.dispatch(run.id, flow_name)
+            self.backends.dispatch(run.id, flow_name, run.trace_context)
         return run.id
 
     def prepare_flow_run(self, request: FlowRunRequest) -> NewFlowRun:

@@ -3,7 +3,7 @@
 flow's newest version, with its id, not stored yet). One spelling of the nine
 fields, used by the client, ``StartFlowRun``, beat and the database.
 
-Pure: imports only the core (errors, ids, labels, states, clock)."""
+Pure: imports only the core (errors, ids, labels, states, clock, telemetry)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from orchestrator.errors import ParameterError, SerializationError
 from orchestrator.ids import new_run_id
 from orchestrator.labels import check_labels
 from orchestrator.states import State
+from orchestrator.telemetry import RunTrace, new_run_context
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class NewFlowRun:
     created: datetime = field(default_factory=utcnow)
     #: held back by a schedule's overlap policy until the schedule's earlier runs finish
     buffered: bool = False
+    #: its span's trace context (None without tracing; see :mod:`orchestrator.telemetry`)
+    trace_context: RunTrace | None = None
 
     @classmethod
     def of(
@@ -151,4 +154,5 @@ class NewFlowRun:
             scheduled_start_time=as_utc(when) if when is not None else None,
             parent_flow_run_id=request.parent_flow_run_id,
             parent_task_run_id=request.parent_task_run_id,
+            trace_context=new_run_context(),
         )

@@ -87,7 +87,7 @@ def _start(client: Client, new: NewFlowRun, flow_name: str) -> str:
     except redis.RedisError as exc:
         raise BackendUnavailable(f"Redis failed while starting flow {flow_name!r}: {exc}") from exc
     if State(run.state) is State.SUBMITTED:
-        client.backends.dispatch(run.id, flow_name)
+        client.backends.dispatch(run.id, flow_name, run.trace_context)
     return run.id
 
 

@@ -5,7 +5,8 @@ around the code only, the heartbeat that renews the lease (and the run's slots) 
 the capture of its log lines. Imports Celery's time-limit error, the pure core
 (engine, mapping, context, logcapture, states), :mod:`orchestrator.db.models`,
 :mod:`orchestrator.backends` (a type) and :mod:`workers.app`,
-:mod:`workers.flow_cache`, :mod:`workers.heartbeat`, :mod:`workers.upstream`."""
+:mod:`workers.flow_cache`, :mod:`workers.heartbeat`, :mod:`workers.observing` (the
+attempt's span and figures), :mod:`workers.upstream`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from celery.exceptions import SoftTimeLimitExceeded
 
 import orchestrator.logcapture as logcapture
+import workers.observing as observing
 from orchestrator.backends import Backends
 from orchestrator.context import RunContext, entered
 from orchestrator.db.models import FlowRun, TaskRun
@@ -71,7 +73,26 @@ def execute(
     constants = lf.flow.constants.get(task, {})
     if element is not None:
         constants = element_constants(constants, lf.flow.constant_modes.get(task, {}), element)
-    ctx = RunContext(
+    ctx = _context(lf, run, tr, slug, map_index)
+    project = functools.partial(observing.project_of, b.store, lf.version.project_id)
+    with observing.watched(lf.version.name, project, run, tr, slug, map_index) as watch:
+        outcome = attempt(
+            task,
+            constants,
+            upstream,
+            ctx,
+            call=watch.call(logcapture.traced),
+            timeout_errors=(SoftTimeLimitExceeded,),
+            around=functools.partial(_held, b, run.id, limited, tr, owner),
+            max_bytes=b.settings.max_value_bytes,
+        )
+        watch.ended(outcome)
+    return outcome
+
+
+def _context(lf: LoadedFlow, run: FlowRun, tr: TaskRun, slug: str, map_index: int) -> RunContext:
+    """The run context the task's code sees."""
+    return RunContext(
         flow_run_id=run.id,
         flow_name=lf.version.name,
         task_slug=slug,
@@ -79,16 +100,6 @@ def execute(
         map_index=map_index,
         parameters=dict(run.parameters or {}),
         attempt=tr.attempts,
-    )
-    return attempt(
-        task,
-        constants,
-        upstream,
-        ctx,
-        call=logcapture.traced,
-        timeout_errors=(SoftTimeLimitExceeded,),
-        around=functools.partial(_held, b, run.id, limited, tr, owner),
-        max_bytes=b.settings.max_value_bytes,
     )
 
 

@@ -5,7 +5,8 @@ dispatching due Scheduled runs and releasing buffered ones, and the periodic swe
 for stuck runs; :class:`TickReport` says what a tick did. Imports redis-py,
 :mod:`orchestrator.backends`, :mod:`orchestrator.db.models`,
 :mod:`orchestrator.slot_runs`, the pure core (clock, constants, errors, schedules)
-and :mod:`workers.dispatching`, :mod:`workers.sweeper`; no Celery."""
+and :mod:`workers.dispatching`, :mod:`workers.sweeper`, :mod:`workers.upkeep` (lag and
+sweep figures, the daily prune); no Celery."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import redis
 from redis.exceptions import LockError
 
 import orchestrator.constants as constants
+import workers.upkeep as upkeep
 from orchestrator.backends import Backends
 from orchestrator.clock import aware, utcnow
 from orchestrator.db.models import FlowVersion
@@ -228,6 +230,8 @@ class ScheduleRunner:
         except BackendUnavailable as exc:
             log.warning("beat: cannot dispatch due runs: %s", exc)
         self._sweep(report)
+        upkeep.swept(report.swept)
+        upkeep.prune_daily(self.backends, now)
         return report
 
     def _sweep(self, report: TickReport) -> None:
@@ -340,6 +344,7 @@ class ScheduleRunner:
         report.missed += record_missed(b, entry, plan.missed, now, latest)
         if plan.run:
             fired = fire_slots(b, entry, plan.run, now)
+            upkeep.fired(entry.flow.name, plan.run, now)
             report.created += fired.created
             report.buffered += fired.buffered
             report.skipped += fired.skipped

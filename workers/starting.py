@@ -4,13 +4,15 @@ one-task run runs right there; without a slot it waits in Queued), ``resubmit``
 (the sweeper's resend of a stuck run), ``release_slots`` and ``wake_label``. Imports
 Celery, the pure core (constants, errors, states), :mod:`orchestrator.db.models` and
 :mod:`workers.app`, :mod:`workers.begin`, :mod:`workers.finalize`,
-:mod:`workers.flow_cache`, :mod:`workers.inline`, :mod:`workers.signatures`."""
+:mod:`workers.flow_cache`, :mod:`workers.inline`, :mod:`workers.signatures`, and
+the telemetry gate."""
 
 from __future__ import annotations
 
 from celery import Task as CeleryTask
 
 import orchestrator.constants as constants
+import orchestrator.telemetry as telemetry
 from orchestrator.db.models import FlowRun
 from orchestrator.errors import BackendUnavailable, OrchestratorError
 from orchestrator.states import State
@@ -70,7 +72,8 @@ def _start(run: FlowRun, state: State) -> dict[str, str]:
         return _started(run.id, run_inline(lf, run, begin_from=state))
     if not begin(run, state, lf):
         return run_answer(run.id, State(b.store.flow_runs.get(run.id).state))
-    canvas.apply_async()
+    with telemetry.within(telemetry.context_of(run.id, run.trace_context)):  # in the headers
+        canvas.apply_async()
     return run_answer(run.id, State.RUNNING)
 
 

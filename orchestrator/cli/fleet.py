@@ -13,7 +13,14 @@ import click
 
 import orchestrator.embedded as embedded
 from orchestrator.backends import backends
-from orchestrator.cli.launch import PASS_THROUGH, describe_backends, exec_command, has_option
+from orchestrator.cli.launch import (
+    PASS_THROUGH,
+    describe_backends,
+    exec_command,
+    has_option,
+    metrics_env,
+    metrics_port_option,
+)
 from orchestrator.config import Settings, is_loopback
 from orchestrator.errors import ConfigurationError
 
@@ -31,15 +38,19 @@ def _ensure_backends(settings: Settings) -> bool:
 
 
 @click.command(context_settings=PASS_THROUGH, add_help_option=True)
+@metrics_port_option
 @click.pass_context
-def worker(ctx: click.Context) -> None:
+def worker(ctx: click.Context, metrics_port: int | None) -> None:
     """Start a Celery worker of the fleet (`celery -A workers worker`).
 
     Consumes the configured queue (ORCHESTRATOR_QUEUE, default "orchestrator")
-    unless -Q/--queues is given. Every other option goes to Celery unchanged,
-    for example --concurrency/-c, --pool/-P, --hostname/-n, --loglevel/-l.
+    unless -Q/--queues is given. With --metrics-port, serves its Prometheus
+    metrics (summed over its pool's processes) at /metrics. Every other option
+    goes to Celery unchanged, for example --concurrency/-c, --pool/-P,
+    --hostname/-n, --loglevel/-l.
     """
     settings = Settings.from_env()
+    env = metrics_env(metrics_port, settings.home)
     started = _ensure_backends(settings)
     args = list(ctx.args)
     if not has_option(args, "-Q", "--queues"):
@@ -50,7 +61,7 @@ def worker(ctx: click.Context) -> None:
     if started:
         note = " (embedded Redis started; it keeps running for other processes of this home)"
     click.echo(f"worker serving {describe_backends(settings)}{note}", err=True)
-    exec_command([sys.executable, "-m", "celery", "-A", "workers", "worker", *args])
+    exec_command([sys.executable, "-m", "celery", "-A", "workers", "worker", *args], env)
 
 
 @click.command(context_settings=PASS_THROUGH)

@@ -1,7 +1,7 @@
 """What the commands that start the fleet's processes share (``worker``, ``flower``,
 ``beat``, ``demo``): a one-line description of the backends a process serves, the
-check for an option already given to Celery, and replacing this process with a
-Celery command.
+check for an option already given to Celery, ``--metrics-port`` and its environment,
+and replacing this process with a Celery command.
 
 May import :mod:`orchestrator.embedded`, :mod:`orchestrator.config` and the core's
 errors; never a command module."""
@@ -9,9 +9,14 @@ errors; never a command module."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import click
 
 import orchestrator.embedded as embedded
 from orchestrator.config import Settings, hide_password
@@ -67,3 +72,31 @@ def exec_command(argv: list[str], env: Mapping[str, str] | None = None, what: st
             os.execvpe(argv[0], argv, dict(env))
     except OSError as exc:
         raise ConfigurationError(f"could not start {what or ' '.join(argv[:4])}: {exc}") from None
+
+
+#: ``--metrics-port`` of ``worker`` and ``beat``.
+metrics_port_option = click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    envvar="ORCHESTRATOR_METRICS_PORT",
+    help="Serve Prometheus metrics on this port at /metrics (also from ORCHESTRATOR_METRICS_PORT).",
+)
+
+
+def metrics_env(port: int | None, home: Path, pool: bool = True) -> dict[str, str]:
+    """The environment of a worker or beat serving ``/metrics`` on ``port``: the port,
+    and for a worker's ``pool`` a fresh ``PROMETHEUS_MULTIPROC_DIR`` under ``home``
+    unless one is set (a prefork pool's processes count in files there)."""
+    env = dict(os.environ)
+    if port is None:
+        return env
+    with socket.socket() as probe:  # a clear error now, not a traceback in the worker
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise ConfigurationError(f"--metrics-port {port}: {exc.strerror or exc}") from None
+    env["ORCHESTRATOR_METRICS_PORT"] = str(port)
+    if pool and not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        home.mkdir(parents=True, exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=home)
+    return env

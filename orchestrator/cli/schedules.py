@@ -8,6 +8,7 @@ and the core; no other command module."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -15,7 +16,14 @@ from rich.markup import escape
 
 from orchestrator.backends import backends
 from orchestrator.cli.display import make_console
-from orchestrator.cli.launch import PASS_THROUGH, describe_backends, exec_command, has_option
+from orchestrator.cli.launch import (
+    PASS_THROUGH,
+    describe_backends,
+    exec_command,
+    has_option,
+    metrics_env,
+    metrics_port_option,
+)
 from orchestrator.cli.slot_view import (
     backfill_heading,
     backfill_summary,
@@ -29,6 +37,7 @@ from orchestrator.cli.slot_view import (
 from orchestrator.client import Client, default_user
 from orchestrator.config import Settings
 from orchestrator.db import Store
+from orchestrator.errors import ConfigurationError
 from orchestrator.schedules import schedule_from_dict
 from orchestrator.schedules.overlap import Overlap
 
@@ -48,9 +57,22 @@ def _store(settings: Settings | None = None) -> Store:
     return store
 
 
+def _check_retention(raw: str) -> None:
+    """ORCHESTRATOR_RETENTION_DAYS is unset or a positive number of days."""
+    try:
+        ok = not raw.strip() or float(raw) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigurationError(
+            f"ORCHESTRATOR_RETENTION_DAYS must be a positive number of days, got {raw!r}"
+        )
+
+
 @click.command(context_settings=PASS_THROUGH)
+@metrics_port_option
 @click.pass_context
-def beat(ctx: click.Context) -> None:
+def beat(ctx: click.Context, metrics_port: int | None) -> None:
     """Start Celery beat with the flow scheduler: it fires registered flows' schedules.
 
     Schedules are read from the database and re-read every few seconds, so newly
@@ -58,10 +80,13 @@ def beat(ctx: click.Context) -> None:
     fires at a time (a leader lock in Redis); a second one stands by and takes
     over within 15 seconds when the first dies, without creating any run twice.
 
-    Other options go to `celery beat` unchanged, for example --loglevel/-l,
-    --schedule/-s, --pidfile, --logfile/-f.
+    With --metrics-port, serves its Prometheus metrics (schedule lag, runs swept
+    as stuck) at /metrics; with ORCHESTRATOR_RETENTION_DAYS, prunes finished trees
+    older than that once a day. Other options go to `celery beat` unchanged, for
+    example --loglevel/-l, --schedule/-s, --pidfile, --logfile/-f.
     """
     settings = Settings.from_env()
+    _check_retention(os.environ.get("ORCHESTRATOR_RETENTION_DAYS", ""))
     _store(settings).close()  # a clear error now if the schema is behind
     backends(settings)  # Redis answers (the embedded one is started for this home)
     args = list(ctx.args)
@@ -69,7 +94,7 @@ def beat(ctx: click.Context) -> None:
         args += ["--loglevel", "INFO"]
     click.echo(f"beat firing schedules for {describe_backends(settings)}", err=True)
     argv = [sys.executable, "-m", "celery", "-A", "workers", "beat", "-S", SCHEDULER, *args]
-    exec_command(argv, what="celery beat")
+    exec_command(argv, metrics_env(metrics_port, settings.home, pool=False), what="celery beat")
 
 
 # --- listing ---------------------------------------------------------------------

@@ -71,6 +71,7 @@ def row_of(new: NewFlowRun, **changes: Any) -> dict[str, Any]:
         "created": new.created,
         "updated": new.created,
         "buffered": new.buffered,
+        "trace_context": new.trace_context,
     }
     row.update(changes)
     return row

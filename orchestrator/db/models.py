@@ -106,6 +106,12 @@ class FlowRun(Base):
     #: A schedule slot's run held back by its overlap policy (``buffer_one``,
     #: ``buffer_all``): beat sends it once no earlier run of the schedule is active.
     buffered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The trace context of the run's span (W3C ``traceparent`` of the span and of the
+    #: one it hangs under), kept so that every worker and redelivery continues one
+    #: trace; None without tracing (migration 0008).
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
 
 
 class TaskRun(Base):

@@ -1,7 +1,7 @@
 """The store: one SQL database and a repository per table group, as attributes
 (``store.flows``, ``store.flow_runs``, ``store.task_runs``, ``store.runs``,
 ``store.logs``, ``store.schedules``, ``store.recovery``, ``store.browse``,
-``store.events``), plus its sessions and its
+``store.events``, ``store.retention``, ``store.stats``), plus its sessions and its
 migrations; the database is the source of truth for runs. Imports SQLAlchemy, the
 standard library and the sibling modules of :mod:`orchestrator.db`."""
 
@@ -22,8 +22,10 @@ from orchestrator.db.flows import Flows
 from orchestrator.db.limits import Limits
 from orchestrator.db.logs import Logs
 from orchestrator.db.recovery import Recovery
+from orchestrator.db.retention import Retention
 from orchestrator.db.runs import Runs
 from orchestrator.db.schedules import Schedules
+from orchestrator.db.stats import Stats
 from orchestrator.db.task_runs import TaskRuns
 
 
@@ -67,6 +69,8 @@ class Store:
         self.limits = Limits(self._db)
         self.browse = Browse(self._db)
         self.events = Events(self._db)
+        self.retention = Retention(self._db)
+        self.stats = Stats(self._db)
         if auto_migrate:
             self.upgrade()
 

@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from orchestrator.backends import redis_client
+from orchestrator.backends import redis_client as connect_redis
 from orchestrator.context import current
 
 _client: redis.Redis | None = None
@@ -22,7 +22,7 @@ def redis_client() -> redis.Redis:
         url = os.environ["ORCHESTRATOR_REDIS_URL"]
         if url.startswith("redis+socket://"):
             url = "unix://" + url[len("redis+socket://") :]
-        _client = redis_client(url)  # sentinel:// URLs too
+        _client = connect_redis(url)  # sentinel:// URLs too
     return _client
 
 
