@@ -1,10 +1,9 @@
 """The Python API that registers flows, enqueues flow runs and reads their state:
-:class:`Client`. Importing this module installs the in-process services the core
-asks for (:mod:`orchestrator.inprocess`), so ``Flow.register()`` and ``flow.run()``
-of a Flow-of-Flows work without the core importing the client.
-
-May import the backends, the registry, infos, browsing, concurrency, inprocess,
-backfills, watching and the core; never the CLI or the workers."""
+:class:`Client`. Importing it installs the in-process services the core asks for
+(:mod:`orchestrator.inprocess`), so ``Flow.register()`` and ``flow.run()`` of a
+Flow-of-Flows work without the core importing the client. May import the backends, the
+registry, infos, browsing, concurrency, inprocess, backfills, restarts, watching and the
+core; never the CLI or the workers."""
 
 from __future__ import annotations
 
@@ -35,6 +34,7 @@ from orchestrator.inprocess import InProcessServices, run_stored
 from orchestrator.parameters import resolve_parameters
 from orchestrator.registry import register
 from orchestrator.requests import FlowRunRequest, NewFlowRun
+from orchestrator.restarts import Restarted, restart_flow_run
 from orchestrator.schedules.backfill import BackfillReport, Bound
 from orchestrator.schedules.overlap import Overlap
 from orchestrator.states import State
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from orchestrator.db.schedules import Pause
     from orchestrator.flow import Flow
 
-__all__ = ["BackfillReport", "Client", "FlowRunInfo", "TaskRunInfo", "default_user"]
+__all__ = ["BackfillReport", "Client", "FlowRunInfo", "Restarted", "TaskRunInfo", "default_user"]
 
 
 class Client:
@@ -264,6 +264,10 @@ class Client:
             True when the run was cancelled by this call.
         """
         return self.backends.cancel_flow_run(flow_run_id, cancel_children=cancel_children)
+
+    def restart_flow_run(self, flow_run_id: str) -> Restarted:
+        """Restart a finished run that did not succeed, in place (:mod:`orchestrator.restarts`)."""
+        return restart_flow_run(self.backends, flow_run_id)
 
     def get_task_run_result(self, flow_run_id: str, task_slug: str, map_index: int = -1) -> Any:
         """The recorded result of one task run (None until it is final)."""

@@ -1,7 +1,7 @@
 """The store: one SQL database and a repository per table group, as attributes
 (``store.flows``, ``store.flow_runs``, ``store.task_runs``, ``store.runs``,
 ``store.logs``, ``store.schedules``, ``store.recovery``, ``store.browse``,
-``store.events``), plus its sessions and its
+``store.events``, ``store.restarts``), plus its sessions and its
 migrations; the database is the source of truth for runs. Imports SQLAlchemy, the
 standard library and the sibling modules of :mod:`orchestrator.db`."""
 
@@ -21,6 +21,7 @@ from orchestrator.db.flow_runs import FlowRuns
 from orchestrator.db.flows import Flows
 from orchestrator.db.logs import Logs
 from orchestrator.db.recovery import Recovery
+from orchestrator.db.restarts import Restarts
 from orchestrator.db.runs import Runs
 from orchestrator.db.schedules import Schedules
 from orchestrator.db.task_runs import TaskRuns
@@ -46,6 +47,7 @@ class Store:
         recovery: what the sweeper looks for.
         browse: pages of runs, run trees and their logs (the server, ``runs --roots``).
         events: the state-event feed (the server's live updates).
+        restarts: restarting a finished run and its failed children in place.
 
     Raises:
         ConfigurationError: the URL is malformed or its driver is missing.
@@ -65,6 +67,7 @@ class Store:
         self.recovery = Recovery(self._db)
         self.browse = Browse(self._db)
         self.events = Events(self._db)
+        self.restarts = Restarts(self._db)
         if auto_migrate:
             self.upgrade()
 
