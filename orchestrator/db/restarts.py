@@ -166,7 +166,8 @@ def _reset_tree(tx: Tx, flow_run_id: str, flow_id: str) -> tuple[int, list[str]]
                     f"child flow run {child_id} ran {archived}, which is archived: "
                     "start a new run of the parent instead"
                 )
-            if _to_scheduled(tx, child_id, f"{RESTARTED} with parent {run_id}"):
+            message = f"{RESTARTED}: try {_tries(tx, child_id) + 1}, with parent {run_id}"
+            if _to_scheduled(tx, child_id, message):
                 restarted.append(child_id)
                 todo.append((child_id, child.flow_id))
     return count, restarted

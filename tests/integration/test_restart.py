@@ -18,6 +18,7 @@ from orchestrator.restarts import Restarted
 from tests.conftest import Fleet
 from tests.flows import restarts
 from tests.integration.helpers import finished_counts, run_and_wait
+from tests.integration.test_cli import cli
 
 P = restarts.PROJECT
 
@@ -180,3 +181,25 @@ def test_restart_survives_sigkill_of_its_worker(fresh_fleet: Fleet) -> None:
     assert counts["A"] == counts["B"] == counts["D"] == 1
     assert counts["C"] == 2  # the killed try never finished its code
     print(f"restart with SIGKILL of pid {pid}: children executions {counts}")
+
+
+def test_restart_command_line_waits_and_shows_each_try(flows: Fleet) -> None:
+    # Given a failed Flow-of-Flows
+    parent, before = _failed_once(flows)
+    # When `orchestrator restart RUN_ID --wait` restarts it
+    done = cli(flows.env, "restart", parent.id, "--wait")
+    # Then it says what it restarted, ends Success (exit 0) and shows both tries
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"restarted flow run {parent.id} (parent-flow): try 2" in done.stdout
+    assert f"restarted child run {before['C'].id} (C)" in done.stdout
+    assert f"tries of parent-flow {parent.id}" in done.stdout
+    assert f"tries of C {before['C'].id}" in done.stdout
+    shown = cli(flows.env, "show", parent.id)
+    assert shown.returncode == 0, shown.stderr
+    print(shown.stdout)
+    assert "restarted: try 2" in shown.stdout and "Failed" in shown.stdout
+    # and a second restart is one line of error, exit 1, no traceback
+    again = cli(flows.env, "restart", parent.id)
+    assert again.returncode == 1
+    assert "ended Success: there is nothing to restart" in again.stderr
+    assert "Traceback" not in again.stderr
