@@ -42,3 +42,8 @@ HELD = KEY_PREFIX + "held:"
 PARENT = KEY_PREFIX + "parent:"
 #: Hash counting how often the sweeper resubmitted a stuck flow run.
 RESUBMITS = KEY_PREFIX + "resubmits"
+#: Hash of a flow run's task runs whose code runs now: task run id -> the Celery task
+#: id running it (what a cancel revokes, terminating the code).
+RUNNING_CODE = KEY_PREFIX + "running-code:{id}"
+#: Seconds a running-code entry outlives a worker that died without removing it.
+RUNNING_CODE_TTL = 86_400

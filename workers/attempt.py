@@ -5,7 +5,8 @@ around the code only, the heartbeat that renews the lease (and the run's slots) 
 the capture of its log lines. Imports Celery's time-limit error, the pure core
 (engine, mapping, context, logcapture, states), :mod:`orchestrator.db.models`,
 :mod:`orchestrator.backends` (a type) and :mod:`workers.app`,
-:mod:`workers.flow_cache`, :mod:`workers.heartbeat`, :mod:`workers.upstream`."""
+:mod:`workers.flow_cache`, :mod:`workers.heartbeat`, :mod:`workers.running`,
+:mod:`workers.upstream`."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from orchestrator.states import State
 from workers.app import current_backends, current_slots
 from workers.flow_cache import LoadedFlow
 from workers.heartbeat import heartbeat
+from workers.running import running_code
 from workers.upstream import read_upstream
 
 __all__ = ["execute"]
@@ -95,11 +97,13 @@ def execute(
 @contextlib.contextmanager
 def _held(b: Backends, run_id: str, limited: bool, tr: TaskRun, owner: str) -> Iterator[None]:
     """While the code runs: the lease (and the slots of a ``limited`` run) renewed by
-    the heartbeat, the lines captured."""
+    the heartbeat, the lines captured, the Celery task running it recorded (a cancel
+    terminates it)."""
     lease = b.settings.lease_seconds
     with (
         heartbeat.holding(_renewer(b, tr.id, owner, lease, run_id if limited else None), lease),
         logcapture.task_run_logs(b.store, run_id, tr.id, tr.attempts),
+        running_code(b.redis, run_id, tr.id),
     ):
         yield
 

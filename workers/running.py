@@ -1,0 +1,43 @@
+"""Which Celery task runs a task run's code right now: recorded in Redis
+(:data:`orchestrator.constants.RUNNING_CODE`) while the code runs, so that a cancel
+can revoke that Celery task with ``terminate`` and stop the code (the pool replaces
+the process). Imports Celery (the current task), redis-py and the core's constants."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import redis
+from celery import current_task
+
+import orchestrator.constants as constants
+
+__all__ = ["running_code"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def running_code(client: redis.Redis, flow_run_id: str, task_run_id: str) -> Iterator[None]:
+    """While the block runs, record that the current Celery task runs ``task_run_id``'s
+    code (best effort: without Redis the code runs, but a cancel cannot stop it)."""
+    task_id = getattr(getattr(current_task, "request", None), "id", None)
+    key = constants.RUNNING_CODE.format(id=flow_run_id)
+    recorded = False
+    if task_id:
+        try:
+            with client.pipeline() as pipe:
+                pipe.hset(key, task_run_id, task_id)
+                pipe.expire(key, constants.RUNNING_CODE_TTL)
+                pipe.execute()
+            recorded = True
+        except redis.RedisError as exc:
+            log.warning("task run %s: running code not recorded: %s", task_run_id, exc)
+    try:
+        yield
+    finally:
+        if recorded:
+            with contextlib.suppress(redis.RedisError):
+                client.hdel(key, task_run_id)
