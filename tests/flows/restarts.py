@@ -67,10 +67,52 @@ with Flow("parent-flow") as parent_flow:
     c = start_c(upstream_tasks=[start_a])
     start_d(upstream_tasks=[b, c])
 
+
+@task
+def flaky_if(fail: bool) -> str:
+    """Fail on the first try of its flow run when ``fail``; succeed otherwise."""
+    ctx = current()
+    tries = 1
+    if ctx is not None and ctx.flow_run_id is not None:
+        tries = int(_redis().incr(tries_key(ctx.flow_run_id)))
+    finished()
+    if fail and tries == 1:
+        raise RuntimeError("this element fails on its first try")
+    return f"done on try {tries}"
+
+
+@task
+def element_params() -> list[dict[str, bool]]:
+    """Three children's parameters; the middle one fails on its first try."""
+    return [{"fail": False}, {"fail": True}, {"fail": False}]
+
+
+with Flow("flaky-element") as flaky_element:
+    flaky_if(Parameter("fail"))
+
+with Flow("parent-mapped") as parent_mapped:
+    StartFlowRun(flow_name="flaky-element", project_name=PROJECT, wait=True).map(
+        parameters=element_params
+    )
+
+with Flow("parent-of-c") as parent_of_c:  # one task: it runs inline in its start
+    StartFlowRun(flow_name="C", project_name=PROJECT, wait=True)()
+
 with Flow("slow") as slow:
     step("slow", seconds=Parameter("seconds", default=20.0))
 
 with Flow("parent-slow") as parent_slow:
     StartFlowRun(flow_name="slow", project_name=PROJECT, wait=True)(parameters={"seconds": 20})
 
-FLOWS = [flow_a, flow_b, flow_c, flow_d, parent_flow, slow, parent_slow]
+FLOWS = [
+    flow_a,
+    flow_b,
+    flow_c,
+    flow_d,
+    parent_flow,
+    slow,
+    parent_slow,
+    flaky_element,
+    parent_mapped,
+    parent_of_c,
+]

@@ -203,3 +203,38 @@ def test_restart_command_line_waits_and_shows_each_try(flows: Fleet) -> None:
     assert again.returncode == 1
     assert "ended Success: there is nothing to restart" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_mapped_start_flow_run_restarts_only_its_failed_element(flows: Fleet) -> None:
+    # Given a mapped StartFlowRun of three children, the middle one failed
+    parent = run_and_wait(flows, "parent-mapped", P, timeout=120)
+    assert parent.state is State.FAILED, parent.message
+    elements = sorted(
+        (tr for tr in parent.task_runs if tr.slug == "flow_flaky_element" and tr.map_index >= 0),
+        key=lambda tr: tr.map_index,
+    )
+    assert [tr.state for tr in elements] == [State.SUCCESS, State.FAILED, State.SUCCESS]
+    kids = [tr.child_flow_run_id for tr in elements]
+    # When it is restarted
+    done = flows.client.restart_flow_run(parent.id)
+    assert done.children == (kids[1],)
+    after = _wait(flows, parent.id)
+    # Then it succeeds with the same three children, only the failed one run again
+    assert after.state is State.SUCCESS, (after.message, flows.logs())
+    assert sorted(after.children) == sorted(kids)
+    counts = [finished_counts(flows, k or "").get("flaky_if") for k in kids]
+    assert counts == [1, 2, 1], counts
+
+
+def test_one_task_parent_restarts_its_failed_child(flows: Fleet) -> None:
+    # Given a parent of one StartFlowRun task (run inline) whose child C failed
+    parent = run_and_wait(flows, "parent-of-c", P, timeout=60)
+    assert parent.state is State.FAILED, parent.message
+    [child] = parent.children
+    # When it is restarted
+    flows.client.restart_flow_run(parent.id)
+    after = _wait(flows, parent.id)
+    # Then it succeeds with the same child, run twice in all
+    assert after.state is State.SUCCESS, (after.message, flows.logs())
+    assert after.children == [child]
+    assert finished_counts(flows, child) == {"flaky_step": 2}
