@@ -26,7 +26,7 @@ from orchestrator.states import State
 from workers.app import current_backends, current_slots
 from workers.flow_cache import LoadedFlow
 from workers.heartbeat import heartbeat
-from workers.running import running_code
+from workers.running import CodeCancelled, running_code
 from workers.upstream import read_upstream
 
 __all__ = ["execute"]
@@ -82,16 +82,19 @@ def execute(
         parameters=dict(run.parameters or {}),
         attempt=tr.attempts,
     )
-    return attempt(
-        task,
-        constants,
-        upstream,
-        ctx,
-        call=logcapture.traced,
-        timeout_errors=(SoftTimeLimitExceeded,),
-        around=functools.partial(_held, b, run.id, limited, tr, owner),
-        max_bytes=b.settings.max_value_bytes,
-    )
+    try:
+        return attempt(
+            task,
+            constants,
+            upstream,
+            ctx,
+            call=logcapture.traced,
+            timeout_errors=(SoftTimeLimitExceeded,),
+            around=functools.partial(_held, b, run.id, limited, tr, owner),
+            max_bytes=b.settings.max_value_bytes,
+        )
+    except CodeCancelled:  # cancelled as the code was about to start: it did not run
+        return Outcome(State.CANCELLED, message="flow run cancelled")
 
 
 @contextlib.contextmanager

@@ -14,27 +14,41 @@ from celery import current_task
 
 import orchestrator.constants as constants
 
-__all__ = ["running_code"]
+__all__ = ["CodeCancelled", "running_code"]
 
 log = logging.getLogger(__name__)
+
+
+class CodeCancelled(Exception):
+    """The flow run was cancelled just before the code would have started."""
 
 
 @contextlib.contextmanager
 def running_code(client: redis.Redis, flow_run_id: str, task_run_id: str) -> Iterator[None]:
     """While the block runs, record that the current Celery task runs ``task_run_id``'s
-    code (best effort: without Redis the code runs, but a cancel cannot stop it)."""
+    code (best effort: without Redis the code runs, but a cancel cannot stop it).
+
+    Raises:
+        CodeCancelled: the flow run's cancel came first (its mark is set, checked in
+            the same Redis transaction as the record): the code must not run.
+    """
     task_id = getattr(getattr(current_task, "request", None), "id", None)
     key = constants.RUNNING_CODE.format(id=flow_run_id)
-    recorded = False
+    recorded = cancelled = False
     if task_id:
         try:
             with client.pipeline() as pipe:
                 pipe.hset(key, task_run_id, task_id)
                 pipe.expire(key, constants.RUNNING_CODE_TTL)
-                pipe.execute()
+                pipe.exists(constants.CANCELLED_MARK.format(id=flow_run_id))
+                cancelled = bool(pipe.execute()[-1])
             recorded = True
         except redis.RedisError as exc:
             log.warning("task run %s: running code not recorded: %s", task_run_id, exc)
+    if cancelled:
+        with contextlib.suppress(redis.RedisError):
+            client.hdel(key, task_run_id)
+        raise CodeCancelled(f"flow run {flow_run_id} cancelled")
     try:
         yield
     finally:

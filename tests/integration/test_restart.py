@@ -238,3 +238,21 @@ def test_one_task_parent_restarts_its_failed_child(flows: Fleet) -> None:
     assert after.state is State.SUCCESS, (after.message, flows.logs())
     assert after.children == [child]
     assert finished_counts(flows, child) == {"flaky_step": 2}
+
+
+def test_cancelled_run_restarts_and_its_code_runs_again(flows: Fleet) -> None:
+    # Given a run cancelled while its 3-second task ran (the code stopped)
+    run_id = flows.client.create_flow_run("slow", P, parameters={"seconds": 3})
+    deadline = time.monotonic() + 30
+    while not any(t.state is State.RUNNING for t in flows.client.get_flow_run(run_id).task_runs):
+        assert time.monotonic() < deadline, flows.describe(run_id)
+        time.sleep(0.05)
+    assert flows.client.cancel_flow_run(run_id) is True
+    assert _wait(flows, run_id).state is State.CANCELLED
+    # When it is restarted
+    flows.client.restart_flow_run(run_id)
+    # Then its task runs to its end this time
+    after = _wait(flows, run_id)
+    assert after.state is State.SUCCESS, (after.message, flows.logs())
+    assert after.task_run("step").result == "slow done"
+    assert finished_counts(flows, run_id) == {"step": 1}
