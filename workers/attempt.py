@@ -73,15 +73,8 @@ def execute(
     constants = lf.flow.constants.get(task, {})
     if element is not None:
         constants = element_constants(constants, lf.flow.constant_modes.get(task, {}), element)
-    ctx = RunContext(
-        flow_run_id=run.id,
-        flow_name=lf.version.name,
-        task_slug=slug,
-        task_run_id=tr.id,
-        map_index=map_index,
-        parameters=dict(run.parameters or {}),
-        attempt=tr.attempts,
-    )
+    params = dict(run.parameters or {})
+    ctx = RunContext(run.id, lf.version.name, slug, tr.id, map_index, params, tr.attempts)
     try:
         return attempt(
             task,
