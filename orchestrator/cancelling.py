@@ -62,9 +62,6 @@ class Canceller:
         self.app.send_task(
             constants.RELEASE_SLOTS, args=[run.id, list(run.labels or [])], queue=self.queue
         )
-        with contextlib.suppress(redis.RedisError):  # code about to start sees it
-            mark = constants.CANCELLED_MARK.format(id=run.id)
-            self.redis.set(mark, 1, ex=constants.RUNNING_CODE_TTL)
         self.stop_code(run.id)
         return True
 

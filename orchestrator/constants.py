@@ -45,8 +45,5 @@ RESUBMITS = KEY_PREFIX + "resubmits"
 #: Hash of a flow run's task runs whose code runs now: task run id -> the Celery task
 #: id running it (what a cancel revokes, terminating the code).
 RUNNING_CODE = KEY_PREFIX + "running-code:{id}"
-#: Set when a flow run is cancelled (before its running code is read): code about to
-#: start sees it and does not run (closing the race with the revoke); a restart clears it.
-CANCELLED_MARK = KEY_PREFIX + "cancelled:{id}"
-#: Seconds a running-code entry (or a cancelled mark) outlives what left it.
+#: Seconds a running-code entry outlives a worker that died without removing it.
 RUNNING_CODE_TTL = 86_400

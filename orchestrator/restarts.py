@@ -2,19 +2,15 @@
 database puts the run and its failed children back in place
 (:class:`~orchestrator.db.restarts.Restarts`), then the run goes from Scheduled to
 Submitted and its start is sent to the workers. :func:`tries` reads a run's tries
-back from its state history. Client layer: imports redis-py, the backends, the
-database package and the core's constants, restarting and states."""
+back from its state history. Client layer: imports the backends, the database
+package and the core's restarting and states."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
-import redis
-
 from orchestrator.backends import Backends
-from orchestrator.constants import CANCELLED_MARK
 from orchestrator.db.restarts import Restarted
 from orchestrator.restarting import RESTARTED
 from orchestrator.states import State
@@ -82,8 +78,6 @@ def restart_flow_run(b: Backends, flow_run_id: str) -> Restarted:
         RestartRefused: the run may not be restarted (the one-line reason).
     """
     done = b.store.restarts.restart(flow_run_id)
-    with contextlib.suppress(redis.RedisError):  # a cancelled run's code may run again
-        b.redis.delete(*(CANCELLED_MARK.format(id=i) for i in (flow_run_id, *done.children)))
     b.notify(flow_run_id, State.SCHEDULED)
     for child in done.children:
         b.notify(child, State.SCHEDULED)

@@ -99,7 +99,7 @@ def _held(b: Backends, run_id: str, limited: bool, tr: TaskRun, owner: str) -> I
     with (
         heartbeat.holding(_renewer(b, tr.id, owner, lease, run_id if limited else None), lease),
         logcapture.task_run_logs(b.store, run_id, tr.id, tr.attempts),
-        running_code(b.redis, run_id, tr.id),
+        running_code(b.redis, b.store, run_id, tr.id),
     ):
         yield
 

@@ -1,7 +1,10 @@
 """Which Celery task runs a task run's code right now: recorded in Redis
 (:data:`orchestrator.constants.RUNNING_CODE`) while the code runs, so that a cancel
 can revoke that Celery task with ``terminate`` and stop the code (the pool replaces
-the process). Imports Celery (the current task), redis-py and the core's constants."""
+the process). Once recorded, the flow run's state is read again: a cancel recorded
+before it (whose revoke missed the record) keeps the code from starting. Imports
+Celery (the current task), redis-py, :mod:`orchestrator.db` and the core's
+constants and states."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import redis
 from celery import current_task
 
 import orchestrator.constants as constants
+from orchestrator.db import Store
+from orchestrator.states import State
 
 __all__ = ["CodeCancelled", "running_code"]
 
@@ -24,13 +29,15 @@ class CodeCancelled(Exception):
 
 
 @contextlib.contextmanager
-def running_code(client: redis.Redis, flow_run_id: str, task_run_id: str) -> Iterator[None]:
+def running_code(
+    client: redis.Redis, store: Store, flow_run_id: str, task_run_id: str
+) -> Iterator[None]:
     """While the block runs, record that the current Celery task runs ``task_run_id``'s
     code (best effort: without Redis the code runs, but a cancel cannot stop it).
 
     Raises:
-        CodeCancelled: the flow run's cancel came first (its mark is set, checked in
-            the same Redis transaction as the record): the code must not run.
+        CodeCancelled: the flow run is final (cancelled) once the record is made: its
+            cancel read the records before this one, so the code must not run.
     """
     task_id = getattr(getattr(current_task, "request", None), "id", None)
     key = constants.RUNNING_CODE.format(id=flow_run_id)
@@ -40,11 +47,12 @@ def running_code(client: redis.Redis, flow_run_id: str, task_run_id: str) -> Ite
             with client.pipeline() as pipe:
                 pipe.hset(key, task_run_id, task_id)
                 pipe.expire(key, constants.RUNNING_CODE_TTL)
-                pipe.exists(constants.CANCELLED_MARK.format(id=flow_run_id))
-                cancelled = bool(pipe.execute()[-1])
+                pipe.execute()
             recorded = True
         except redis.RedisError as exc:
             log.warning("task run %s: running code not recorded: %s", task_run_id, exc)
+    if recorded:  # a cancel that read the records before this one is in the database
+        cancelled = State(store.flow_runs.get(flow_run_id).state).is_final
     if cancelled:
         with contextlib.suppress(redis.RedisError):
             client.hdel(key, task_run_id)

@@ -13,24 +13,14 @@ from orchestrator.client import Client
 from orchestrator.restarts import tries
 
 
-def _descendants(client: Client, run_id: str) -> list[str]:
-    """A run and every run under it, top down."""
-    out, todo = [], [run_id]
-    while todo:
-        rid = todo.pop(0)
-        out.append(rid)
-        todo.extend(client.get_flow_run(rid, task_runs=False).children)
-    return out
-
-
 def tries_tables(client: Client, run_id: str) -> list[Table]:
     """A table of tries for each run of the tree under ``run_id`` that was restarted."""
+    nodes = {n.info.id: n.info for n in client.flow_run_tree(run_id).walk()}
+    restarted = client.backends.store.restarts.restarted_among(list(nodes))
     tables = []
-    for rid in _descendants(client, run_id):
+    for rid in (i for i in nodes if i in restarted):
         found = tries(client.backends, rid)
-        if len(found) < 2:
-            continue
-        name = client.get_flow_run(rid, task_runs=False).flow_name
+        name = nodes[rid].flow_name
         table = Table(title=f"tries of {escape(name)} {rid}", title_justify="left")
         for column in ("try", "began", "queued", "started", "state", "duration", "message"):
             table.add_column(column)

@@ -84,6 +84,21 @@ class Restarts:
             name = tx.execute(select(FLOWS.c.name).where(FLOWS.c.id == run.flow_id)).scalar_one()
         return Restarted(flow_run_id, str(name), attempt, count, tuple(children))
 
+    def restarted_among(self, flow_run_ids: Sequence[str]) -> set[str]:
+        """Which of these flow runs were ever restarted (one query per thousand ids)."""
+        found: set[str] = set()
+        ids = list(flow_run_ids)
+        with self._db.reading() as s:
+            for start in range(0, len(ids), 1000):
+                q = select(EVENTS.c.flow_run_id).where(
+                    EVENTS.c.flow_run_id.in_(ids[start : start + 1000]),
+                    EVENTS.c.task_run_id.is_(None),
+                    EVENTS.c.state == State.SCHEDULED.value,
+                    EVENTS.c.message.like(f"{RESTARTED}:%"),
+                )
+                found.update(str(i) for i in s.scalars(q.distinct()).all())
+        return found
+
 
 def _archived(tx: Tx, flow_id: str) -> str | None:
     """The flow version, named, when it is archived."""
