@@ -98,6 +98,20 @@ with Flow("parent-mapped") as parent_mapped:
 with Flow("parent-of-c") as parent_of_c:  # one task: it runs inline in its start
     StartFlowRun(flow_name="C", project_name=PROJECT, wait=True)()
 
+
+@task
+def always_fails() -> None:
+    """Fail, every time."""
+    finished()
+    raise RuntimeError("fails on purpose")
+
+
+with Flow("replaced") as replaced_v1:  # registered first, then archived by v2
+    always_fails()
+
+with Flow("replaced") as replaced_v2:
+    step("replaced")
+
 with Flow("slow") as slow:
     step("slow", seconds=Parameter("seconds", default=20.0))
 

@@ -256,3 +256,15 @@ def test_cancelled_run_restarts_and_its_code_runs_again(flows: Fleet) -> None:
     assert after.state is State.SUCCESS, (after.message, flows.logs())
     assert after.task_run("step").result == "slow done"
     assert finished_counts(flows, run_id) == {"step": 1}
+
+
+def test_restart_of_an_archived_version_is_refused(flows: Fleet) -> None:
+    # Given a failed run of a flow whose version was then replaced (archived)
+    flows.client.register(restarts.replaced_v1, P)
+    failed = run_and_wait(flows, "replaced", P)
+    assert failed.state is State.FAILED
+    flows.client.register(restarts.replaced_v2, P)
+    # Then restarting it is refused, naming the archived version
+    with pytest.raises(RestartRefused, match=r"'replaced' version \d+, which is archived"):
+        flows.client.restart_flow_run(failed.id)
+    assert flows.client.get_flow_run(failed.id).state is State.FAILED
