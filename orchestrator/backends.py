@@ -24,6 +24,7 @@ from redis.sentinel import Sentinel
 import orchestrator.constants as constants
 import orchestrator.embedded as embedded
 import orchestrator.telemetry as telemetry
+from orchestrator.cancelling import Canceller, cancel_tree
 from orchestrator.celery_app import make_app
 from orchestrator.config import Settings, hide_password, sentinel_url
 from orchestrator.db import Store
@@ -118,8 +119,10 @@ class Backends:
     ) -> bool:
         """Cancel a flow run that is not final yet, and by default its unfinished children.
 
-        Its pending task runs are cancelled and its concurrency slots given back; a
-        task whose code is running finishes that code, and its result changes nothing.
+        Its unfinished task runs are cancelled and its concurrency slots given back;
+        task code that is running is stopped (its Celery task revoked with
+        ``terminate``: the pool replaces the process). Children started by a
+        ``StartFlowRun(on_parent_cancel="abandon")`` keep running.
 
         Args:
             flow_run_id: the run.
@@ -129,20 +132,8 @@ class Backends:
         Returns:
             True when the run was cancelled by this call.
         """
-        run = self.store.flow_runs.get(flow_run_id)
-        cancelled = self.set_flow_run_state(flow_run_id, State.CANCELLED, message)
-        if cancelled:
-            self.store.task_runs.cancel_pending(flow_run_id, "flow run cancelled")
-            self.app.send_task(
-                constants.RELEASE_SLOTS,
-                args=[flow_run_id, list(run.labels or [])],
-                queue=self.settings.queue,
-            )
-        if cancel_children:
-            for child in self.store.flow_runs.children(run.id):
-                if not State(child.state).is_final:
-                    self.cancel_flow_run(child.id, f"parent {run.id} cancelled: {message}")
-        return cancelled
+        canceller = Canceller(self.store, self.redis, self.app, self.settings.queue)
+        return cancel_tree(canceller, flow_run_id, message, cancel_children)
 
     def dispatch(
         self, flow_run_id: str, flow_name: str, trace: telemetry.RunTrace | None = None

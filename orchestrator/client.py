@@ -1,10 +1,9 @@
 """The Python API that registers flows, enqueues flow runs and reads their state:
-:class:`Client`. Importing this module installs the in-process services the core
-asks for (:mod:`orchestrator.inprocess`), so ``Flow.register()`` and ``flow.run()``
-of a Flow-of-Flows work without the core importing the client.
-
-May import the backends, the registry, infos, browsing, concurrency, inprocess,
-backfills, watching and the core; never the CLI or the workers."""
+:class:`Client`. Importing it installs the in-process services the core asks for
+(:mod:`orchestrator.inprocess`), so ``Flow.register()`` and ``flow.run()`` of a
+Flow-of-Flows work without the core importing the client. May import the backends, the
+registry, infos, browsing, concurrency, inprocess, backfills, restarts, watching and the
+core; never the CLI or the workers."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import orchestrator.constants as constants
 import orchestrator.hooks as hooks
 from orchestrator.backends import Backends, backends
 from orchestrator.backfills import backfill
@@ -26,7 +24,7 @@ from orchestrator.browsing import (
     log_line,
     summary,
 )
-from orchestrator.concurrency import LimitInfo, check_limit, delete_limit, list_limits, set_limit
+from orchestrator.concurrency import LimitInfo, change_limit, limits_of, remove_limit
 from orchestrator.config import Settings, default_user
 from orchestrator.engine import Outcome
 from orchestrator.errors import FlowRunNotFound, TaskRunNotFound
@@ -35,6 +33,7 @@ from orchestrator.inprocess import InProcessServices, run_stored
 from orchestrator.parameters import resolve_parameters
 from orchestrator.registry import register
 from orchestrator.requests import FlowRunRequest, NewFlowRun
+from orchestrator.restarts import Restarted, restart_flow_run
 from orchestrator.schedules.backfill import BackfillReport, Bound
 from orchestrator.schedules.overlap import Overlap
 from orchestrator.states import State
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
     from orchestrator.db.schedules import Pause
     from orchestrator.flow import Flow
 
-__all__ = ["BackfillReport", "Client", "FlowRunInfo", "TaskRunInfo", "default_user"]
+__all__ = ["BackfillReport", "Client", "FlowRunInfo", "Restarted", "TaskRunInfo", "default_user"]
 
 
 class Client:
@@ -265,6 +264,10 @@ class Client:
         """
         return self.backends.cancel_flow_run(flow_run_id, cancel_children=cancel_children)
 
+    def restart_flow_run(self, flow_run_id: str) -> Restarted:
+        """Restart a finished run that did not succeed, in place (:mod:`orchestrator.restarts`)."""
+        return restart_flow_run(self.backends, flow_run_id)
+
     def get_task_run_result(self, flow_run_id: str, task_slug: str, map_index: int = -1) -> Any:
         """The recorded result of one task run (None until it is final)."""
         for tr in self.backends.store.task_runs.of_flow_run(flow_run_id, [task_slug]):
@@ -376,25 +379,15 @@ class Client:
     def set_concurrency_limit(self, label: str, limit: int) -> None:
         """Allow at most ``limit`` running flow runs with ``label``, at once (kept in the
         database, which a flushed Redis loads it from again)."""
-        check_limit(label, limit)
-        self.backends.store.limits.set(label, limit)
-        set_limit(self.backends.redis, label, limit)
-        self._wake(label)
+        change_limit(self.backends, label, limit)
 
     def delete_concurrency_limit(self, label: str) -> bool:
         """Remove a label's limit (waiting runs start); False when it had none."""
-        cached = delete_limit(self.backends.redis, label)  # (checks the label first)
-        deleted = self.backends.store.limits.delete(label) or cached
-        self._wake(label)
-        return deleted
+        return remove_limit(self.backends, label)
 
     def concurrency_limits(self) -> list[LimitInfo]:
         """Every limit with its used slots and waiting runs."""
-        return list_limits(self.backends.redis, self.backends.store.limits.all())
-
-    def _wake(self, label: str) -> None:
-        """Let the runs waiting for ``label`` look at its limit again."""
-        self.backends.app.send_task(constants.WAKE_LABEL, args=[label], queue=self.settings.queue)
+        return limits_of(self.backends)
 
 
 hooks.install(InProcessServices())

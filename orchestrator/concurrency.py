@@ -4,20 +4,25 @@
 The limits live in the database (the client writes them there first) and are cached
 in Redis, where the slots live (see ``workers/slots.py`` for how runs take and give
 back slots, and how a flushed Redis loads the limits again); changing a limit wakes
-the runs waiting for that label (the client sends that wake-up). May import redis and
-the pure core (constants, errors, labels); nothing of the database or the CLI."""
+the runs waiting for that label (:func:`change_limit` and :func:`remove_limit` send
+that wake-up). May import redis, the backends (for their database, Redis and app) and
+the pure core (constants, errors, labels); nothing of the CLI."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 
 import orchestrator.constants as constants
 from orchestrator.errors import ConcurrencyLimitError
 from orchestrator.labels import check_label
+
+if TYPE_CHECKING:
+    from orchestrator.backends import Backends
 
 #: How many waiting runs :func:`list_limits` names per label (all are counted).
 SHOWN_WAITING = 100
@@ -95,3 +100,29 @@ def list_limits(client: redis.Redis, limits: Mapping[str, int] | None = None) ->
 
 def _text(raw: object) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def change_limit(b: Backends, label: str, limit: int) -> None:
+    """Set a label's limit: in the database, then in Redis; waiting runs look again."""
+    check_limit(label, limit)
+    b.store.limits.set(label, limit)
+    set_limit(b.redis, label, limit)
+    _wake(b, label)
+
+
+def remove_limit(b: Backends, label: str) -> bool:
+    """Remove a label's limit (waiting runs start); False when it had none."""
+    cached = delete_limit(b.redis, label)  # (checks the label first)
+    deleted = b.store.limits.delete(label) or cached
+    _wake(b, label)
+    return deleted
+
+
+def limits_of(b: Backends) -> list[LimitInfo]:
+    """Every limit (from the database) with its used slots and waiting runs."""
+    return list_limits(b.redis, b.store.limits.all())
+
+
+def _wake(b: Backends, label: str) -> None:
+    """Let the runs waiting for ``label`` look at its limit again."""
+    b.app.send_task(constants.WAKE_LABEL, args=[label], queue=b.settings.queue)

@@ -60,3 +60,8 @@ TAKEOVER_LOCK = KEY_PREFIX + "lock:takeover"
 #: Redis lock held (till it expires) by the worker sweeping for stuck runs when no
 #: beat is alive, one per database like the beat leader lock.
 SWEEP_LOCK = KEY_PREFIX + "lock:sweep:{scope}"
+#: Hash of a flow run's task runs whose code runs now: task run id -> the Celery task
+#: id running it (what a cancel revokes, terminating the code).
+RUNNING_CODE = KEY_PREFIX + "running-code:{id}"
+#: Seconds a running-code entry outlives a worker that died without removing it.
+RUNNING_CODE_TTL = 86_400

@@ -64,3 +64,9 @@ class FlowRunTimeout(OrchestratorError):
 
 class InvalidCursor(OrchestratorError):
     """Raised when a page cursor was not handed out by a listing (or was altered)."""
+
+
+class RestartRefused(OrchestratorError):
+    """Raised when a flow run may not be restarted: it is still running, it succeeded,
+    its flow version is archived, a running parent waits on it, or another restart
+    got there first."""

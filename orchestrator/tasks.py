@@ -15,10 +15,16 @@ from typing import Any
 import redis
 
 import orchestrator.constants as constants
+from orchestrator.cancelling import CANCEL, POLICIES
 from orchestrator.client import Client
 from orchestrator.context import current
 from orchestrator.engine import ChildTaskRun, WaitForFlowRun
-from orchestrator.errors import BackendUnavailable, FlowRunNotFound, ParameterError
+from orchestrator.errors import (
+    BackendUnavailable,
+    FlowRunNotFound,
+    FlowValidationError,
+    ParameterError,
+)
 from orchestrator.labels import check_labels
 from orchestrator.requests import FlowRunRequest, NewFlowRun, start_time
 from orchestrator.signals import FAIL
@@ -109,6 +115,9 @@ class StartFlowRun(Task):
         labels: extra labels for the child run (a string is one label).
         idempotency_key: overrides the default key (parent flow run, task slug,
             map index) that makes a retried or redelivered task find its child.
+        on_parent_cancel: what a cancel of the parent run does to the child:
+            ``"cancel"`` (the default) cancels it too, its running code stopped;
+            ``"abandon"`` leaves it running to its end.
         **task_options: the usual :class:`~orchestrator.task.Task` options.
     """
 
@@ -122,8 +131,14 @@ class StartFlowRun(Task):
         scheduled_start_time: datetime | timedelta | None = None,
         labels: str | Iterable[str] | None = None,
         idempotency_key: str | None = None,
+        on_parent_cancel: str = CANCEL,
         **task_options: Any,
     ) -> None:
+        if on_parent_cancel not in POLICIES:
+            raise FlowValidationError(
+                f"StartFlowRun of flow {flow_name!r}: on_parent_cancel must be "
+                f"{' or '.join(map(repr, POLICIES))}, got {on_parent_cancel!r}"
+            )
         refuse_nested_task(f"StartFlowRun of flow {flow_name!r}", "parameters", parameters)
         start_time(scheduled_start_time)  # refuse a naive datetime now, not at run time
         self.flow_name = flow_name
@@ -134,18 +149,22 @@ class StartFlowRun(Task):
         self.scheduled_start_time = scheduled_start_time
         self.labels = list(check_labels(labels))
         self.idempotency_key = idempotency_key
+        self.on_parent_cancel = on_parent_cancel
         task_options.setdefault("name", f"flow_{_slug(flow_name)}" if flow_name else None)
         super().__init__(**task_options)
 
     def structure_options(self) -> dict[str, Any]:
         """What of this task's configuration belongs to its flow's structure."""
-        return {
+        options = {
             "flow_name": self.flow_name,
             "project_name": self.project_name,
             "parameters": self.parameters,
             "wait": self.wait,
             "labels": self.labels,
         }
+        if self.on_parent_cancel != CANCEL:  # only when set: other flows keep their hash
+            options["on_parent_cancel"] = self.on_parent_cancel
+        return options
 
     def run(
         self,

@@ -6,7 +6,7 @@ the capture of its log lines. Imports Celery's time-limit error, the pure core
 (engine, mapping, context, logcapture, states), :mod:`orchestrator.db.models`,
 :mod:`orchestrator.backends` (a type) and :mod:`workers.app`,
 :mod:`workers.flow_cache`, :mod:`workers.heartbeat`, :mod:`workers.observing` (the
-attempt's span and figures), :mod:`workers.upstream`."""
+attempt's span and figures), :mod:`workers.running`, :mod:`workers.upstream`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from orchestrator.states import State
 from workers.app import current_backends, current_slots
 from workers.flow_cache import LoadedFlow
 from workers.heartbeat import heartbeat
+from workers.running import CodeCancelled, running_code
 from workers.upstream import read_upstream
 
 __all__ = ["execute"]
@@ -76,16 +77,19 @@ def execute(
     ctx = _context(lf, run, tr, slug, map_index)
     project = functools.partial(observing.project_of, b.store, lf.version.project_id)
     with observing.watched(lf.version.name, project, run, tr, slug, map_index) as watch:
-        outcome = attempt(
-            task,
-            constants,
-            upstream,
-            ctx,
-            call=watch.call(logcapture.traced),
-            timeout_errors=(SoftTimeLimitExceeded,),
-            around=functools.partial(_held, b, run.id, limited, tr, owner),
-            max_bytes=b.settings.max_value_bytes,
-        )
+        try:
+            outcome = attempt(
+                task,
+                constants,
+                upstream,
+                ctx,
+                call=watch.call(logcapture.traced),
+                timeout_errors=(SoftTimeLimitExceeded,),
+                around=functools.partial(_held, b, run.id, limited, tr, owner),
+                max_bytes=b.settings.max_value_bytes,
+            )
+        except CodeCancelled:  # cancelled as the code was about to start: it did not run
+            outcome = Outcome(State.CANCELLED, message="flow run cancelled")
         watch.ended(outcome)
     return outcome
 
@@ -106,11 +110,13 @@ def _context(lf: LoadedFlow, run: FlowRun, tr: TaskRun, slug: str, map_index: in
 @contextlib.contextmanager
 def _held(b: Backends, run_id: str, limited: bool, tr: TaskRun, owner: str) -> Iterator[None]:
     """While the code runs: the lease (and the slots of a ``limited`` run) renewed by
-    the heartbeat, the lines captured."""
+    the heartbeat, the lines captured, the Celery task running it recorded (a cancel
+    terminates it)."""
     lease = b.settings.lease_seconds
     with (
         heartbeat.holding(_renewer(b, tr.id, owner, lease, run_id if limited else None), lease),
         logcapture.task_run_logs(b.store, run_id, tr.id, tr.attempts),
+        running_code(b.redis, b.store, run_id, tr.id),
     ):
         yield
 

@@ -3,8 +3,8 @@
 child when it has not started (a one-task child runs at once inside the node, any
 other child's canvas replaces the node), and closes with ``mirror`` (and
 ``finalize`` when the node ends its flow), or sends itself again while the child
-waits for a slot or runs elsewhere. Imports Celery, the pure core (requests,
-states), :mod:`orchestrator.db` and :mod:`workers.app`,
+waits for a slot, for its scheduled start time, or runs elsewhere. Imports
+Celery, the pure core (clock, requests, states), :mod:`orchestrator.db` and :mod:`workers.app`,
 :mod:`workers.begin`, :mod:`workers.finalize`, :mod:`workers.flow_cache`,
 :mod:`workers.handling`,
 :mod:`workers.inline`, :mod:`workers.mirroring`, :mod:`workers.signatures`."""
@@ -16,6 +16,7 @@ import dataclasses
 from celery import chain
 from celery.canvas import Signature
 
+from orchestrator.clock import aware, utcnow
 from orchestrator.db import Link
 from orchestrator.db.models import FlowRun
 from orchestrator.requests import NewFlowRun
@@ -94,6 +95,13 @@ class _Splice:
 
     def run(self) -> dict[str, str]:
         """Start the child if it may start, link to it, then mirror it or hand over."""
+        if State(self.child.state) in STARTABLE and (later := self._starts_in()) > 0:
+            # it starts at its scheduled start time: link to it, look again then
+            self._store_and_link()
+            self.store.flow_runs.touch(self.waiting.flow_run_id)  # alive, for the sweeper
+            raise self.task.again(
+                min(later, max(SETTINGS.recheck_seconds, SETTINGS.stale_seconds / 2))
+            )
         if State(self.child.state) in STARTABLE:
             done = self._start()
             if done is not None:
@@ -103,6 +111,11 @@ class _Splice:
         if done is not None:
             return self._mirrored(done)
         raise self.task.replace(self._canvas())
+
+    def _starts_in(self) -> float:
+        """Seconds until the child's scheduled start time (0 or less: it may start)."""
+        when = aware(self.child.scheduled_start_time)
+        return 0.0 if when is None else (when - utcnow()).total_seconds()
 
     def _start(self) -> Finished | None:
         """Take the child's slots and start it: a one-task child runs here at once."""

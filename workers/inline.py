@@ -176,6 +176,8 @@ def _attempt(job: _Inline, claim: Claim, fresh: bool) -> InlineResult:
         if State(claim.task_run.state).is_final:
             return _ended(job, State(finalize_run(run_id, job.lf)["state"]))
         return HandedOver(job.handover) if claim.task_run.child_flow_run_id else NotMine()
+    if claim.task_run.child_flow_run_id:  # restarted, with its child: the node splices it
+        return HandedOver(job.handover)
     outcome = execute(job.lf, claim.flow_run, claim.task_run, job.slug, -1, None, job.owner, fresh)
     wait_for = outcome.wait_for
     if wait_for is not None:

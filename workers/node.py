@@ -63,6 +63,10 @@ def node(
         return _held_elsewhere(self, flow_run_id, claim, slug, map_index, finalize)
     tr, run = claim.task_run, claim.flow_run
     lf = loaded(store, run.flow_id)
+    if tr.child_flow_run_id and not State(run.state).is_final:
+        # a restarted task run keeps its child, restarted in place: splice it in again
+        waiting = Waiting(flow_run_id, slug, map_index)
+        return splice_child(self, waiting, tr.child_flow_run_id, lf, finalize)
     if slug in lf.mapped and map_index < 0 and not State(run.state).is_final:
         outcome = fan_out(self, lf, run, slug, tr_id, owner, finalize)
     else:

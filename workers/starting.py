@@ -82,7 +82,11 @@ def _spliced(run: FlowRun) -> bool:
     if not run.parent_task_run_id:
         return False
     parent_task = current_backends().store.task_runs.get(run.parent_task_run_id)
-    return parent_task is not None and parent_task.child_flow_run_id == run.id
+    return (
+        parent_task is not None
+        and parent_task.child_flow_run_id == run.id
+        and not State(parent_task.state).is_final  # a child restarted on its own starts
+    )
 
 
 def _started(flow_run_id: str, inline: InlineResult) -> dict[str, str]:

@@ -20,6 +20,7 @@ from orchestrator.cli import (
     flows,
     limits,
     logs,
+    restart,
     runs,
     schedules,
     server,
@@ -39,7 +40,7 @@ def main() -> None:
     """
 
 
-for _module in (flows, runs, logs, fleet, schedules, database, demo, limits, server):
+for _module in (flows, runs, restart, logs, fleet, schedules, database, demo, limits, server):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

@@ -2,7 +2,8 @@
 watching them and reading their tree of task runs and child runs.
 
 May import the other CLI helpers (:mod:`~orchestrator.cli.display`,
-:mod:`~orchestrator.cli.tree`, :mod:`~orchestrator.cli.progress`), the client layer
+:mod:`~orchestrator.cli.tree`, :mod:`~orchestrator.cli.progress`,
+:mod:`~orchestrator.cli.tries`), the client layer
 and the core; no other command module."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from orchestrator.cli.display import (
 )
 from orchestrator.cli.progress import wait_with_progress
 from orchestrator.cli.tree import SHOW_LAST_LINES, failed_tails, run_tree, task_runs_table
+from orchestrator.cli.tries import tries_tables
 from orchestrator.client import Client
 from orchestrator.infos import FlowRunInfo
 from orchestrator.states import State
@@ -222,13 +224,16 @@ def _summary_table(runs: list[RunSummary], roots: bool) -> Table:
 @click.command()
 @click.argument("run_id", metavar="RUN_ID")
 def show(run_id: str) -> None:
-    """Show a flow run as a tree: its task runs and the child runs they started.
+    """Show a flow run as a tree: its task runs and the child runs they started, then
+    the tries of each restarted run in it.
 
     The last log lines of failed task runs (its own and its children's) follow the tree.
     """
     client = Client()
     console = make_console()
     console.print(run_tree(client, run_id))
+    for table in tries_tables(client, run_id):  # a restarted run: each of its tries
+        console.print(table)
     tails = failed_tails(client, run_id)
     if tails:
         console.print(

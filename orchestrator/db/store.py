@@ -1,7 +1,8 @@
 """The store: one SQL database and a repository per table group, as attributes
 (``store.flows``, ``store.flow_runs``, ``store.task_runs``, ``store.runs``,
 ``store.logs``, ``store.schedules``, ``store.recovery``, ``store.browse``,
-``store.events``, ``store.retention``, ``store.stats``), plus its sessions and its
+``store.events``, ``store.retention``, ``store.stats``, ``store.restarts``), plus
+its sessions and its
 migrations; the database is the source of truth for runs. Imports SQLAlchemy, the
 standard library and the sibling modules of :mod:`orchestrator.db`."""
 
@@ -22,6 +23,7 @@ from orchestrator.db.flows import Flows
 from orchestrator.db.limits import Limits
 from orchestrator.db.logs import Logs
 from orchestrator.db.recovery import Recovery
+from orchestrator.db.restarts import Restarts
 from orchestrator.db.retention import Retention
 from orchestrator.db.runs import Runs
 from orchestrator.db.schedules import Schedules
@@ -49,6 +51,7 @@ class Store:
         recovery: what the sweeper looks for.
         browse: pages of runs, run trees and their logs (the server, ``runs --roots``).
         events: the state-event feed (the server's live updates).
+        restarts: restarting a finished run and its failed children in place.
 
     Raises:
         ConfigurationError: the URL is malformed or its driver is missing.
@@ -71,6 +74,7 @@ class Store:
         self.events = Events(self._db)
         self.retention = Retention(self._db)
         self.stats = Stats(self._db)
+        self.restarts = Restarts(self._db)
         if auto_migrate:
             self.upgrade()
 

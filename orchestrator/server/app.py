@@ -33,6 +33,7 @@ from orchestrator.errors import (
     InvalidCursor,
     OrchestratorError,
     ParameterError,
+    RestartRefused,
     ScheduleError,
     SerializationError,
     TaskRunNotFound,
@@ -56,6 +57,7 @@ STATUS: list[tuple[type[OrchestratorError], int]] = [
     (ScheduleError, 422),
     (ConcurrencyLimitError, 422),
     (InvalidCursor, 400),
+    (RestartRefused, 409),
     (BackendUnavailable, 503),
 ]
 

@@ -135,6 +135,15 @@ class CancelOut(BaseModel):
     state: str
 
 
+class RestartOut(BaseModel):
+    """The answer to a restart request."""
+
+    id: str
+    attempt: int = Field(description="which try of the run this is (2 for its first restart)")
+    children: list[str] = Field(description="the child runs restarted in place with it")
+    state: str
+
+
 class ParameterOut(BaseModel):
     """A flow's Parameter."""
 

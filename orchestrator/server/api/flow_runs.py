@@ -1,6 +1,7 @@
 """``/api/flow-runs``: keyset pages of runs (``root=true``: runs without a parent, each
 with its tree's states counted), one run, its tree, its logs (with its descendants'),
-creating a run (the same checks as ``Client.create_flow_run``) and cancelling one.
+creating a run (the same checks as ``Client.create_flow_run``), cancelling one and
+restarting one from its failure.
 
 May import FastAPI, the server's deps and schemas, the client and the core."""
 
@@ -17,6 +18,7 @@ from orchestrator.server.schemas import (
     FlowRunDetail,
     FlowRunPageOut,
     LogPageOut,
+    RestartOut,
     TreeNodeOut,
     detail_out,
     log_out,
@@ -119,3 +121,19 @@ def cancel_flow_run(request: Request, flow_run_id: str, _: Writer) -> CancelOut:
     cancelled = client.cancel_flow_run(flow_run_id)
     state = client.get_flow_run(flow_run_id, task_runs=False).state
     return CancelOut(id=flow_run_id, cancelled=cancelled, state=state.value)
+
+
+@router.post(
+    "/{flow_run_id}/restart", response_model=RestartOut, summary="Restart a run from its failure"
+)
+def restart_flow_run(request: Request, flow_run_id: str, _: Writer) -> RestartOut:
+    """Restart a finished run that did not succeed, in place (same id): its failed task
+    runs and everything after them run again, a failed child restarts in place. A run
+    still running, one that succeeded, one of an archived flow version, or a child a
+    running parent waits on is refused with a 409 saying why."""
+    client = services(request).client
+    done = client.restart_flow_run(flow_run_id)
+    state = client.get_flow_run(flow_run_id, task_runs=False).state
+    return RestartOut(
+        id=flow_run_id, attempt=done.attempt, children=list(done.children), state=state.value
+    )
