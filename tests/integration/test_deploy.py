@@ -357,7 +357,9 @@ def test_honcho_runs_the_procfile_and_a_flow_runs_through_it(
         roots: list[str] = []
         while time.monotonic() < deadline and not roots:
             try:
-                answer = httpx.get(f"{server}/api/flow-runs?root=true&project={project}", timeout=10)
+                answer = httpx.get(
+                    f"{server}/api/flow-runs?root=true&project={project}", timeout=10
+                )
                 roots = [r["id"] for r in answer.json()["runs"]]
             except httpx.TransportError:
                 time.sleep(0.5)

@@ -14,7 +14,9 @@ from orchestrator.errors import InvalidCursor
 from orchestrator.server.auth import ADMIN, READ, SESSION_COOKIE, Guard, host_name, same_origin
 
 
-def request(headers: dict[str, str] | None = None, cookies: dict[str, str] | None = None) -> Request:
+def request(
+    headers: dict[str, str] | None = None, cookies: dict[str, str] | None = None
+) -> Request:
     raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     if cookies:
         raw.append((b"cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()).encode()))

@@ -116,10 +116,16 @@ class TestEvents:
         mine = [r for r in rows if r.flow_run_id in {root, *under}]
         assert [r.id for r in mine] == sorted(r.id for r in mine)
         last = mine[-1]
-        assert (last.flow_run_id, last.state, last.parent_flow_run_id) == (under[0], "Running", root)
+        assert (last.flow_run_id, last.state, last.parent_flow_run_id) == (
+            under[0],
+            "Running",
+            root,
+        )
         assert last.flow_name == "etl" and last.task_run_id is None
         assert store.events.last_id() >= last.id
-        assert store.events.states_before([(under[0], None)], last.id) == {(under[0], None): "Submitted"}
+        assert store.events.states_before([(under[0], None)], last.id) == {
+            (under[0], None): "Submitted"
+        }
         # an id below the last one is read again when asked (a late commit)
         again = store.events.since(last.id, [mine[0].id])
         assert [r.id for r in again] == [mine[0].id]

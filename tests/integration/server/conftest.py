@@ -135,7 +135,9 @@ def screenshot(driver: object, name: str) -> Path:
 class EventStream:
     """``GET /api/events`` read in a thread: each ``state`` event's JSON, in order."""
 
-    def __init__(self, served: Served, query: str = "", headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, served: Served, query: str = "", headers: dict[str, str] | None = None
+    ) -> None:
         import queue
         import threading
 

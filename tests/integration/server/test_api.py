@@ -86,7 +86,9 @@ def test_a_parent_whose_child_failed_shows_it_in_the_root_list(server: Served) -
     rollup = roots[run_id]["descendants"]
     assert rollup["failed"] == 1 and rollup["states"]["Failed"] == 1
     assert next(iter(rollup["states"])) == "Failed"  # trouble first
-    failed = server.http.get(f"/api/flow-runs?root=true&state=Failed&project={children.PROJECT}").json()
+    failed = server.http.get(
+        f"/api/flow-runs?root=true&state=Failed&project={children.PROJECT}"
+    ).json()
     assert run_id in [r["id"] for r in failed["runs"]]
 
 
@@ -102,7 +104,10 @@ def test_tree_names_a_b_c_d_with_their_states_and_times(
     for name, node in kids.items():
         assert node["state"] == "Success", name
         assert node["parent_flow_run_id"] == seed_run["id"]
-        start, end = datetime.fromisoformat(node["start_time"]), datetime.fromisoformat(node["end_time"])
+        start, end = (
+            datetime.fromisoformat(node["start_time"]),
+            datetime.fromisoformat(node["end_time"]),
+        )
         assert node["duration"] == pytest.approx((end - start).total_seconds(), abs=1e-3)
         # each child's own task run is in its node, and its StartFlowRun names it
         assert [t["slug"] for t in node["task_runs"]] == ["step"]
@@ -225,6 +230,7 @@ def test_listings_are_keyset_pages_newest_first_with_filters(server: Served, pro
             break
     # Then three pages hold every run once, newest first
     assert pages == [ids[4:2:-1], ids[2:0:-1], ids[0:1]]
+
     # And the filters narrow them
     def listed(query: str) -> list[str]:
         return [r["id"] for r in server.http.get(f"/api/flow-runs?project={project}&{query}").json()["runs"]]  # fmt: skip
@@ -266,7 +272,9 @@ def test_limits_name_the_runs_holding_and_waiting_for_slots(server: Served) -> N
         mine = limits[label]
         assert (mine["limit"], mine["used"], mine["free"], mine["waiting"]) == (1, 1, 0, 1)
         assert mine["holders"] == [{"id": holder, "flow_name": "served-slow", "state": "Running"}]
-        assert mine["waiting_runs"] == [{"id": waiter, "flow_name": "served-slow", "state": "Queued"}]
+        assert mine["waiting_runs"] == [
+            {"id": waiter, "flow_name": "served-slow", "state": "Queued"}
+        ]
         # and once the holder ends, the waiting run gets the slot
         wait_state(server, waiter, "Success", timeout=60)
     finally:

@@ -142,8 +142,10 @@ def test_run_page_shows_a_b_c_d_turn_success_without_a_reload(server: Served, br
         release(server, label)
         # Then A, B, C and D appear and turn Success, and the parent too, in place
         WebDriverWait(driver, 120, poll_frequency=0.2).until(
-            lambda d: [_state_of(d, n) for n in "ABCD"] == ["Success"] * 4
-            and _text(d, "#root-state") == "Success"
+            lambda d: (
+                [_state_of(d, n) for n in "ABCD"] == ["Success"] * 4
+                and _text(d, "#root-state") == "Success"
+            )
         )
         assert driver.execute_script("return window.__sameDocument;") == "yes", "the page reloaded"
         # the StartFlowRun nodes hold their child runs, and the timeline has a bar each

@@ -98,7 +98,11 @@ def test_another_address_without_a_token_is_refused_at_start(fleet: Fleet) -> No
 
 def test_api_needs_a_bearer_token_and_the_read_token_only_reads(secured: Served) -> None:
     http = secured.http
-    body = {"flow_name": "served-child", "project_name": served.PROJECT, "parameters": {"word": "tok"}}
+    body = {
+        "flow_name": "served-child",
+        "project_name": served.PROJECT,
+        "parameters": {"word": "tok"},
+    }
     # without a token, or with a wrong one: 401, asking for a bearer token
     for headers in ({}, bearer("wrong"), {"Authorization": f"Basic {ADMIN}"}):
         answer = http.get("/api/flow-runs", headers=headers)
@@ -237,7 +241,9 @@ def test_without_tokens_cross_site_writes_and_foreign_hosts_are_refused(server: 
     # a page of another site posting to the API (its Origin says so)
     evil = server.http.post("/api/flow-runs", json=body, headers={"Origin": "http://evil.example"})
     assert evil.status_code == 403 and "cross-site" in evil.json()["detail"]
-    fetched = server.http.post("/api/flow-runs", json=body, headers={"Sec-Fetch-Site": "cross-site"})
+    fetched = server.http.post(
+        "/api/flow-runs", json=body, headers={"Sec-Fetch-Site": "cross-site"}
+    )
     assert fetched.status_code == 403
     # a form of another site: no CSRF token
     form = server.http.post("/runs/anything/cancel", data={"x": "1"})
