@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import FlowCycleError
 from orchestrator.loader import import_ref_for
+from orchestrator.structure import version_hash
 
 if TYPE_CHECKING:
     from orchestrator.db import Store
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
 def register(flow: Flow, project_name: str, store: Store, import_ref: str | None = None) -> int:
     """Store ``flow`` in a project and return its version.
 
-    A flow gets a new version only when its structure changed (the older versions
-    are archived); otherwise the newest version takes the flow's import reference
+    A flow gets a new version only when its structure or the source of its modules
+    changed (the older versions are archived); otherwise the newest version takes the flow's import reference
     and schedule.
 
     Args:
@@ -48,7 +49,7 @@ def register(flow: Flow, project_name: str, store: Store, import_ref: str | None
     version = store.flows.register(
         project_name=project_name,
         name=flow.name,
-        structure_hash=flow.structural_hash(),
+        structure_hash=version_hash(flow),
         structure=structure,
         import_ref=ref,
         parameters=[p.declaration() for p in flow.parameters()],
