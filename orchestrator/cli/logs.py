@@ -143,7 +143,7 @@ def logs(run_id: str, children: bool, tasks: tuple[str, ...], tail: int | None) 
     run. Each line shows its local time, its level (STDOUT and STDERR for printed
     lines) and its logger.
     """
-    client = Client()
+    client = Client(reading=True)
     info = client.get_flow_run(resolve_run_id(client, run_id))
     console = make_console()
     printer = _Printer(client, console, children, tasks, tail)

@@ -179,7 +179,7 @@ def list_runs(
     wanted = None
     if state is not None:
         wanted = next(s for s in State if s.value.lower() == state.lower())
-    client = Client()
+    client = Client(reading=True)
     console = make_console()
     if roots or flow or project:
         page = client.flow_runs_page(limit, None, roots, wanted, flow, project)
@@ -255,7 +255,7 @@ def show(run_id: str) -> None:
     The last log lines of failed task runs (its own and its children's) follow the tree.
     RUN_ID may be a prefix of the id that only one run has.
     """
-    client = Client()
+    client = Client(reading=True)
     run_id = resolve_run_id(client, run_id)
     console = make_console()
     console.print(run_tree(client, run_id))
