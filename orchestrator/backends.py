@@ -238,6 +238,22 @@ def _backends(settings: Settings) -> Backends:
     return Backends(settings, celery_url, client, store, celery_app_for(settings))
 
 
+@functools.lru_cache(maxsize=8)
+def _reading_backends(settings: Settings) -> Backends:
+    url = _celery_url(settings)
+    plain = "unix://" + url[len("redis+socket://") :] if url.startswith("redis+socket://") else url
+    client = redis.Redis.from_url(plain, socket_connect_timeout=5, health_check_interval=30)
+    store = Store(settings.resolved_database_url(), auto_migrate=settings.embedded_database)
+    return Backends(settings, url, client, store, celery_app_for(settings))
+
+
+def reading_backends(settings: Settings | None = None) -> Backends:
+    """Connections for reading run history: the database only. Redis is neither
+    started (the embedded one) nor pinged; whatever uses it fails then, not before.
+    """
+    return _reading_backends(settings or Settings.from_env())
+
+
 def backends(settings: Settings | None = None) -> Backends:
     """The connections for ``settings`` (by default, from the environment), made once.
 
@@ -253,3 +269,4 @@ def backends(settings: Settings | None = None) -> Backends:
 def reset() -> None:
     """Forget every cached connection (tests and forks); the Celery apps stay."""
     _backends.cache_clear()
+    _reading_backends.cache_clear()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orchestrator.hooks as hooks
-from orchestrator.backends import Backends, backends
+from orchestrator.backends import Backends, backends, reading_backends
 from orchestrator.backfills import backfill
 from orchestrator.browsing import (
     FlowRunPage,
@@ -52,17 +52,20 @@ class Client:
 
     Args:
         settings: where Redis and the database are; by default from the environment.
+        reading: only read run history: Redis is not reached until something needs it.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, reading: bool = False) -> None:
         self.settings = settings or Settings.from_env()
         self._backends: Backends | None = None
+        self._reading = reading
 
     @property
     def backends(self) -> Backends:
         """The connections (made on first use)."""
         if self._backends is None:
-            self._backends = backends(self.settings)
+            made = reading_backends if self._reading else backends
+            self._backends = made(self.settings)
         return self._backends
 
     # --- flows ----------------------------------------------------------------

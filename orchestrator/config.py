@@ -30,6 +30,10 @@ ENV_QUEUE = "ORCHESTRATOR_QUEUE"
 ENV_SERVER_TOKEN = "ORCHESTRATOR_SERVER_TOKEN"
 ENV_SERVER_READ_TOKEN = "ORCHESTRATOR_SERVER_READ_TOKEN"
 ENV_MAX_VALUE_BYTES = "ORCHESTRATOR_MAX_VALUE_BYTES"
+ENV_MAX_DEPTH = "ORCHESTRATOR_MAX_DEPTH"
+
+#: How many levels of child runs a tree of flow runs may have under its root, by default.
+DEFAULT_MAX_DEPTH = 10
 
 #: The largest JSON encoding of a run's parameters or a task's result, by default.
 DEFAULT_MAX_VALUE_BYTES = 1_000_000
@@ -39,6 +43,12 @@ def max_value_bytes() -> int:
     """The size limit of parameters and results this process's environment sets
     (``ORCHESTRATOR_MAX_VALUE_BYTES``, default :data:`DEFAULT_MAX_VALUE_BYTES`)."""
     return int(os.environ.get(ENV_MAX_VALUE_BYTES) or DEFAULT_MAX_VALUE_BYTES)
+
+
+def max_depth() -> int:
+    """How many levels of child runs may grow under a root run
+    (``ORCHESTRATOR_MAX_DEPTH``, default :data:`DEFAULT_MAX_DEPTH`)."""
+    return int(os.environ.get(ENV_MAX_DEPTH) or DEFAULT_MAX_DEPTH)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,11 @@ class NestedTaskError(FlowValidationError, TypeError):
     argument becomes a data edge. A TypeError too, as in Prefect 1."""
 
 
+class FlowCycleError(FlowValidationError):
+    """Raised at registration when a flow's StartFlowRun tasks, by their fixed flow
+    names, would start the flow itself again (directly or through other flows)."""
+
+
 class FlowNotFound(OrchestratorError):
     """Raised when no registered flow matches a name and project."""
 

@@ -1,7 +1,9 @@
 """Finding flows in code: import references (``module:attribute`` or
 ``path/to/file.py:attribute``), loading the flow one names (:func:`load_flow`), the
 reference of a module-level flow (:func:`import_ref_for`) and every flow a file or
-module defines (:func:`flows_in`). Pure: imports only the core (errors, flow)."""
+module defines (:func:`flows_in`). Records the source each module it executes was
+read from (:mod:`orchestrator.sources`). Pure: imports only the core (errors, flow,
+sources)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 import types
 from pathlib import Path
 
+import orchestrator.sources as sources
 from orchestrator.errors import FlowLoadError
 from orchestrator.flow import Flow
 
@@ -32,6 +35,7 @@ def _load_module(target: str, fresh: bool = False) -> types.ModuleType:
         sys.modules[name] = module
         if str(resolved.parent) not in sys.path:
             sys.path.append(str(resolved.parent))
+        sources.record(name, str(resolved))
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
@@ -39,7 +43,10 @@ def _load_module(target: str, fresh: bool = False) -> types.ModuleType:
             raise FlowLoadError(f"importing {target} failed: {type(exc).__name__}: {exc}") from None
         return module
     try:
+        known = target in sys.modules
         module = importlib.import_module(target)
+        if fresh or not known:
+            sources.record(target, getattr(module, "__file__", None))
         if fresh:
             module = importlib.reload(module)
         return module

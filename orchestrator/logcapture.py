@@ -9,8 +9,11 @@ own; its lines go to the only capture of the process when there is exactly one
 (a prefork pool process runs one task at a time), and are not captured when
 several task runs share the process (the threads pool) and the owner is unknown.
 
-Output still reaches the worker's own log: captured streams are teed, and the
-logging handler only copies records.
+Output still reaches the worker's own log: the logging handler only copies
+records, and a printed line of a capture with a label (a task run on a worker)
+becomes one record of the ``orchestrator.task`` logger naming it (INFO for stdout,
+WARNING for stderr) instead of going on to the stream, which Celery's redirection
+would turn into several WARNING lines. Without a label, captured streams are teed.
 
 Pure: imports only the standard library and :mod:`orchestrator.signals` (and the
 store, for its type only: the caller hands it in).
@@ -70,10 +73,17 @@ def _cut(text: str) -> str:
 
 
 class Capture:
-    """The lines captured for one task run attempt (the last ``limit``)."""
+    """The lines captured for one task run attempt (the last ``limit``).
 
-    def __init__(self, limit: int = MAX_LINES) -> None:
+    Args:
+        limit: how many lines to keep.
+        label: what the worker log calls the task run (its printed lines are logged
+            with it); None to pass printed text on to the stream as it is.
+    """
+
+    def __init__(self, limit: int = MAX_LINES, label: str | None = None) -> None:
         self.limit = limit
+        self.label = label
         self.dropped = 0
         self._lines: deque[LogLine] = deque(maxlen=limit)
         self._partial: dict[str, str] = {}
@@ -88,8 +98,9 @@ class Capture:
                 self.dropped += 1
             self._lines.append(line)
 
-    def write(self, level: str, text: str) -> None:
-        """Record printed text: whole lines now, a partial line when it is completed."""
+    def write(self, level: str, text: str) -> list[str]:
+        """Record printed text: whole lines now (returned), a partial line when it is
+        completed."""
         with self._lock:
             cut_short = self._cut_short.pop(level, False)
             pending = self._partial.get(level, "") + text
@@ -101,16 +112,19 @@ class Capture:
                 rest = ""
                 self._cut_short[level] = True
             self._partial[level] = rest
-        for line in complete:
-            self.add(level, None, line.rstrip("\r"))
+        lines = [line.rstrip("\r") for line in complete]
+        for line in lines:
+            self.add(level, None, line)
+        return lines
 
-    def flush(self) -> None:
-        """Record what is left of unfinished printed lines."""
+    def flush(self) -> list[tuple[str, str]]:
+        """Record what is left of unfinished printed lines; returns them with their level."""
         with self._lock:
             partial, self._partial = self._partial, {}
-        for level, rest in partial.items():
-            if rest.strip():
-                self.add(level, None, rest)
+        out = [(level, rest) for level, rest in partial.items() if rest.strip()]
+        for level, rest in out:
+            self.add(level, None, rest)
+        return out
 
     def lines(self) -> list[LogLine]:
         """The captured lines, oldest first, after a note when earlier ones were dropped."""
@@ -182,9 +196,14 @@ class _Tee:
         self._level = level
 
     def write(self, text: str) -> int:
+        if getattr(_guard, "forwarding", False):
+            return self._stream.write(text)  # a log handler writing to this stream
         capture = _target()
         if capture is not None and text:
-            capture.write(self._level, str(text))
+            lines = capture.write(self._level, str(text))
+            if capture.label is not None:
+                _announce(capture.label, self._level, lines)
+                return len(text)
         _guard.forwarding = True
         try:
             return self._stream.write(text)
@@ -200,6 +219,22 @@ class _Tee:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+#: The logger of printed lines in a worker's log.
+printed = logging.getLogger("orchestrator.task")
+
+
+def _announce(label: str, level: str, lines: list[str]) -> None:
+    """Log printed lines, one record each, naming the task run (not captured again)."""
+    if not lines:
+        return
+    _guard.forwarding = True
+    try:
+        for line in lines:
+            printed.log(logging.INFO if level == STDOUT else logging.WARNING, "%s: %s", label, line)
+    finally:
+        _guard.forwarding = False
 
 
 def _install() -> None:
@@ -228,16 +263,17 @@ def _uninstall() -> None:
 
 
 @contextlib.contextmanager
-def capture(limit: int = MAX_LINES) -> Iterator[Capture]:
+def capture(limit: int = MAX_LINES, label: str | None = None) -> Iterator[Capture]:
     """Capture this thread's logging records and printed output during a block.
 
     Args:
         limit: how many lines to keep (the last ones).
+        label: log each printed line once, naming this (see :class:`Capture`).
 
     Yields:
         The capture; its :meth:`Capture.lines` are complete once the block ends.
     """
-    cap = Capture(limit)
+    cap = Capture(limit, label)
     ident = threading.get_ident()
     with _lock:
         if ident in _active:
@@ -252,21 +288,29 @@ def capture(limit: int = MAX_LINES) -> Iterator[Capture]:
             _active.pop(ident, None)
             if not _active:
                 _uninstall()
-        cap.flush()
+        for level, rest in cap.flush():
+            if label is not None:
+                _announce(label, level, [rest])
 
 
 @contextlib.contextmanager
 def task_run_logs(
-    store: Store, flow_run_id: str, task_run_id: str, attempt: int, limit: int = MAX_LINES
+    store: Store,
+    flow_run_id: str,
+    task_run_id: str,
+    attempt: int,
+    limit: int = MAX_LINES,
+    label: str | None = None,
 ) -> Iterator[Capture]:
-    """Capture a task run attempt's lines and store them in one batch at the end.
+    """Capture a task run attempt's lines and store them in one batch at the end
+    (``label``: see :class:`Capture`).
 
     Storing is best effort: a database error is logged, never raised, so logs
     cannot change a task run's outcome.
     """
     captured: Capture | None = None
     try:
-        with capture(limit) as cap:
+        with capture(limit, label) as cap:
             captured = cap
             yield cap
     finally:

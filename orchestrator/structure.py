@@ -1,8 +1,9 @@
-"""A flow's structure as JSON (:func:`structure`) and its hash
-(:func:`structural_hash`): what registration compares to decide whether a flow
-changed (a new version) or not (the stored one is kept). Pure: the standard library
-and :mod:`orchestrator.handlers` (a handler's name); the flow and task types only
-for type checking."""
+"""A flow's structure as JSON (:func:`structure`), its hash
+(:func:`structural_hash`), and the hash of its structure and source code
+(:func:`version_hash`): what registration compares to decide whether a flow
+changed (a new version) or not (the stored one is kept). Pure: the standard library,
+:mod:`orchestrator.handlers` (a handler's name) and :mod:`orchestrator.sources`; the
+flow and task types only for type checking."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.handlers import handler_name
+from orchestrator.sources import modules_hash
 
 if TYPE_CHECKING:
     from orchestrator.flow import Flow
@@ -52,6 +54,25 @@ def structural_hash(flow: Flow) -> str:
     """A hash of :func:`structure`: equal for equal structures."""
     blob = json.dumps(structure(flow), sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def source_modules(flow: Flow) -> set[str]:
+    """The modules a flow's code lives in: where the flow is defined, and where its
+    tasks' functions and classes are."""
+    names = {flow.defined_in[0]}
+    for t in flow.tasks:
+        names.add(type(t).__module__)
+        fn = getattr(t, "fn", None)
+        if fn is not None and getattr(fn, "__module__", None):
+            names.add(fn.__module__)
+    return names
+
+
+def version_hash(flow: Flow) -> str:
+    """What a flow version is known by: its structure and the source of its modules
+    (:func:`source_modules`): editing a task's body makes a new version."""
+    sources = modules_hash(source_modules(flow))
+    return hashlib.sha256(f"{structural_hash(flow)}:{sources}".encode()).hexdigest()
 
 
 def _task(flow: Flow, t: Task) -> dict[str, Any]:

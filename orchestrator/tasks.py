@@ -17,6 +17,7 @@ import redis
 import orchestrator.constants as constants
 from orchestrator.cancelling import CANCEL, POLICIES
 from orchestrator.client import Client
+from orchestrator.config import max_depth
 from orchestrator.context import current
 from orchestrator.engine import ChildTaskRun, WaitForFlowRun
 from orchestrator.errors import (
@@ -71,6 +72,35 @@ def _request(
         labels=labels,
         parent_flow_run_id=ctx.flow_run_id if ctx else None,
         parent_task_run_id=ctx.task_run_id if ctx else None,
+    )
+
+
+def check_depth(client: Client, flow_name: str) -> None:
+    """Fail the current task when a child run of ``flow_name`` would make its tree
+    deeper than ``ORCHESTRATOR_MAX_DEPTH`` levels of children, naming the chain of flows.
+
+    Raises:
+        FAIL: the tree would grow too deep.
+    """
+    ctx = current()
+    if ctx is None or ctx.flow_run_id is None or ctx.local:
+        return
+    limit = max_depth()
+    store = client.backends.store
+    flow_ids: list[str] = []
+    run_id: str | None = ctx.flow_run_id
+    while run_id is not None and len(flow_ids) <= limit:
+        run = store.flow_runs.get(run_id)
+        flow_ids.append(run.flow_id)
+        run_id = run.parent_flow_run_id
+    if len(flow_ids) <= limit:
+        return
+    names = [store.flows.get(f).name for f in reversed(flow_ids)]
+    head = "" if run_id is None else "... -> "
+    chain = head + " -> ".join([*names, flow_name])
+    raise FAIL(
+        f"flow run tree too deep: starting {flow_name!r} here would make {len(names)} "
+        f"levels of child runs (ORCHESTRATOR_MAX_DEPTH={limit}): {chain}"
     )
 
 
@@ -194,6 +224,7 @@ class StartFlowRun(Task):
             key,
         )
         client = Client()
+        check_depth(client, flow_name)
         new = client.prepare_flow_run(request)
         if wait:  # stored by whoever waits for it (a worker: with the child's start)
             return WaitForFlowRun(new.id, new=new)
@@ -219,6 +250,7 @@ def create_flow_run(
         flow_name, project_name, parameters, run_name, scheduled_start_time, labels, key
     )
     client = Client()
+    check_depth(client, flow_name)
     return _start(client, client.prepare_flow_run(request), flow_name)
 
 

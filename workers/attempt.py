@@ -115,10 +115,16 @@ def _held(b: Backends, run_id: str, limited: bool, tr: TaskRun, owner: str) -> I
     lease = b.settings.lease_seconds
     with (
         heartbeat.holding(_renewer(b, tr.id, owner, lease, run_id if limited else None), lease),
-        logcapture.task_run_logs(b.store, run_id, tr.id, tr.attempts),
+        logcapture.task_run_logs(b.store, run_id, tr.id, tr.attempts, label=_label(run_id, tr)),
         running_code(b.redis, b.store, run_id, tr.id),
     ):
         yield
+
+
+def _label(run_id: str, tr: TaskRun) -> str:
+    """How the worker log names a task run's printed lines."""
+    index = f"[{tr.map_index}]" if tr.map_index >= 0 else ""
+    return f"flow run {run_id} task {tr.slug}{index}"
 
 
 def _renewer(

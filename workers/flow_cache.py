@@ -16,6 +16,7 @@ from orchestrator.db.models import FlowVersion
 from orchestrator.errors import FlowLoadError
 from orchestrator.flow import Flow
 from orchestrator.loader import load_flow
+from orchestrator.structure import version_hash
 from orchestrator.task import Parameter, Task
 from workers.dag import compile_dag
 from workers.plan import Plan
@@ -92,9 +93,10 @@ def loaded(store: Store, flow_id: str) -> LoadedFlow:
 def _load(version: FlowVersion) -> LoadedFlow:
     """Import a flow version's code and compute its lookups."""
     flow = load_flow(version.import_ref)
-    if flow.structural_hash() != version.structure_hash:
+    if version_hash(flow) != version.structure_hash:
+        # a module imported for an older version: import the code on disk again
         flow = load_flow(version.import_ref, fresh=True)
-        if flow.structural_hash() != version.structure_hash:
+        if version_hash(flow) != version.structure_hash:
             log.warning(
                 "flow %s version %s: the code at %s no longer matches its registration",
                 version.name,

@@ -64,6 +64,46 @@ def worker(ctx: click.Context, metrics_port: int | None) -> None:
     exec_command([sys.executable, "-m", "celery", "-A", "workers", "worker", *args], env)
 
 
+#: Flower options that decide where it listens and who may look: given after the
+#: command's own options (Flower spells them with ``-`` or ``_``), they are taken as
+#: the command's own, so the auth rule and the banner see them.
+_LIFTED = {"address": "address", "port": "port", "basic-auth": "basic_auth"}
+#: Flower options that could undo the auth rule out of sight: refused.
+_REFUSED = ("conf", "unix-socket", "auth-provider")
+
+
+def flower_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Split the options passed through to Flower into the ones the command checks
+    itself (:data:`_LIFTED`, by its own names) and the rest.
+
+    Raises:
+        ConfigurationError: an option of :data:`_REFUSED` was given.
+    """
+    lifted: dict[str, str] = {}
+    rest: list[str] = []
+    it = iter(args)
+    for arg in it:
+        name, eq, value = arg.lstrip("-").partition("=")
+        name = name.replace("_", "-") if arg.startswith("-") else ""
+        if name in _REFUSED:
+            raise ConfigurationError(
+                f"orchestrator flower does not pass --{name} to Flower: it could change "
+                "where Flower listens or its auth; give --address, --port and --basic-auth"
+            )
+        if name in _LIFTED:
+            lifted[_LIFTED[name]] = value if eq else next(it, "")
+            continue
+        rest.append(arg)
+    return lifted, rest
+
+
+def _port(text: str) -> int:
+    """A port given through to Flower."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise click.BadParameter(f"{text!r} is not a port (1 to 65535)", param_hint="--port")
+    return int(text)
+
+
 @click.command(context_settings=PASS_THROUGH)
 @click.option(
     "--port",
@@ -95,8 +135,14 @@ def flower(
 
     Flower shows task arguments and can stop workers, so it needs --basic-auth
     unless it listens on a loopback address and --unauthenticated is given.
-    Other options go to Flower unchanged.
+    Other options go to Flower unchanged, except --address, --port and --basic-auth
+    (taken as this command's own wherever they are given) and --conf, --unix-socket
+    and --auth-provider (refused); Flower reads no flowerconfig.py here.
     """
+    lifted, passed = flower_args(list(ctx.args))
+    address = lifted.get("address", address)
+    port = _port(lifted["port"]) if "port" in lifted else port
+    basic_auth = lifted.get("basic_auth", basic_auth)
     if basic_auth:
         for pair in basic_auth.split(","):
             user, sep, password = pair.partition(":")
@@ -134,7 +180,8 @@ def flower(
         "flower",
         f"--port={port}",
         f"--address={address}",
-        *ctx.args,
+        f"--conf={os.devnull}",
+        *passed,
     ]
     exec_command(argv, env)
 

@@ -34,11 +34,13 @@ def list_limits() -> None:
     console.print(table)
 
 
-@limits.command("set")
+@limits.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("label")
 @click.argument("slots", type=int)
 def set_limit(label: str, slots: int) -> None:
     """Allow at most SLOTS running flow runs with LABEL (takes effect at once)."""
+    if slots < 0:
+        raise click.BadParameter(f"the limit must be >= 0, got {slots}", param_hint="SLOTS")
     Client().set_concurrency_limit(label, slots)
     make_console().print(f"limit for {label!r} set to {slots}")
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from orchestrator.cli.display import log_line_text, make_console, state_text
+from orchestrator.cli.run_ids import resolve_run_id
 from orchestrator.cli.tree import INDENT, sorted_task_runs, task_name
 from orchestrator.client import Client
 from orchestrator.db.models import TaskRunLog
@@ -37,6 +38,7 @@ class _Printer:
         self.tail = tail
         self.lines = 0
         self.seen: set[str] = set()
+        self.slugs: set[str] = set()
 
     def print(self, text: Text) -> None:
         self.console.print(text, soft_wrap=True)
@@ -49,6 +51,7 @@ class _Printer:
         header.append_text(state_text(info.state))
         self.print(header)
         rows = self.client.task_run_logs(info.id, last=self.tail)
+        self.slugs.update(_task_slugs(self.client, info.id))
         linked: set[str] = set()
         for tr in sorted_task_runs(info):
             mine = rows.get(tr.id, []) if not self.tasks or tr.slug in self.tasks else []
@@ -101,6 +104,13 @@ class _Printer:
         self.flow_run(info, depth)
 
 
+def _task_slugs(client: Client, run_id: str) -> set[str]:
+    """The slugs of the tasks of a run's flow version (task runs or not yet)."""
+    store = client.backends.store
+    structure = store.flows.get(store.flow_runs.get(run_id).flow_id).structure or {}
+    return {str(t.get("slug")) for t in structure.get("tasks", []) if t.get("slug")}
+
+
 @click.command()
 @click.argument("run_id", metavar="RUN_ID")
 @click.option(
@@ -133,11 +143,18 @@ def logs(run_id: str, children: bool, tasks: tuple[str, ...], tail: int | None) 
     run. Each line shows its local time, its level (STDOUT and STDERR for printed
     lines) and its logger.
     """
-    client = Client()
-    info = client.get_flow_run(run_id)
+    client = Client(reading=True)
+    info = client.get_flow_run(resolve_run_id(client, run_id))
     console = make_console()
     printer = _Printer(client, console, children, tasks, tail)
     printer.flow_run(info, 0)
+    unknown = set(tasks) - printer.slugs
+    if unknown:
+        known = ", ".join(sorted(printer.slugs)) or "none"
+        raise click.BadParameter(
+            f"no task {', '.join(sorted(unknown))} in the runs shown; their tasks: {known}",
+            param_hint="--task",
+        )
     if printer.lines == 0:
         hint = ""
         if info.children and not children:

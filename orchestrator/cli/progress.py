@@ -22,8 +22,60 @@ from orchestrator.client import Client
 from orchestrator.infos import FlowRunInfo
 from orchestrator.states import State
 
-#: Seconds a run may stay Submitted before the wait display suggests starting a worker.
+#: Seconds a run may stay Submitted before the wait asks the workers which queues
+#: they consume (and says so when none consumes the run's).
 NO_WORKER_HINT_AFTER = 5.0
+#: Seconds between two such questions while the run stays Submitted.
+NO_WORKER_RECHECK = 10.0
+
+
+def queue_consumers(client: Client, queue: str) -> list[str]:
+    """The workers that answer a Celery inspect within a second and consume ``queue``."""
+    inspect = client.backends.app.control.inspect(timeout=1.0)
+    replies = inspect.active_queues() or {}
+    return sorted(w for w, qs in replies.items() if any(q.get("name") == queue for q in qs or []))
+
+
+class _QueueWatch:
+    """While a run stays Submitted, asks every few seconds whether any worker
+    consumes its queue; ``warning`` says so when none does."""
+
+    def __init__(self, client: Client, display: _WaitDisplay, announce: bool, console: Console):
+        self.client = client
+        self.display = display
+        self.announce = announce
+        self.console = console
+        self.warning: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="queue-watch")
+
+    def __enter__(self) -> _QueueWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        queue = self.client.settings.queue
+        wait = NO_WORKER_HINT_AFTER
+        while not self._stop.wait(wait):
+            wait = NO_WORKER_RECHECK
+            if self.display.state is not State.SUBMITTED:
+                continue
+            try:
+                found = queue_consumers(self.client, queue)
+            except Exception:  # the broker is down: the wait itself will say so
+                continue
+            before, self.warning = self.warning, None
+            if not found:
+                self.warning = (
+                    f"no worker consumes queue {queue!r}: start one with `orchestrator worker`"
+                    f" (ORCHESTRATOR_QUEUE={queue}); still waiting"
+                )
+            self.display.warning = self.warning
+            if self.announce and self.warning and self.warning != before:
+                self.console.print(f"{self.display.title}  {self.warning}", style="yellow")
 
 
 class _WaitDisplay:
@@ -41,17 +93,15 @@ class _WaitDisplay:
         self._tree: RenderableType | None = None
         self._tree_at = 0.0
         self._lock = threading.Lock()
+        self.warning: str | None = None
 
     def line(self) -> Text:
         elapsed = time.monotonic() - self.started
         text = Text(f"{self.title}  ")
         text.append_text(state_text(self.state) if self.state else Text("…"))
         text.append(f"  {fmt_duration(elapsed)}", style="dim")
-        if self.state in (State.SUBMITTED, State.SCHEDULED) and elapsed > NO_WORKER_HINT_AFTER:
-            text.append(
-                "  (no worker has taken it yet: is `orchestrator worker` running?)",
-                style="yellow",
-            )
+        if self.state is State.SUBMITTED and self.warning:
+            text.append(f"  ({self.warning})", style="yellow")
         return text
 
     def render(self) -> RenderableType:
@@ -94,6 +144,7 @@ def wait_with_progress(
     """
     console = console or make_console(stderr=True)
     display = _WaitDisplay(client, flow_run_id, title, tree)
+    watch = _QueueWatch(client, display, not console.is_terminal, console)
 
     if not console.is_terminal:
 
@@ -101,10 +152,14 @@ def wait_with_progress(
             display.state = state
             console.print(display.line())
 
-        return client.wait_for_flow_run(flow_run_id, timeout=timeout, on_change=log_change)
+        with watch:
+            return client.wait_for_flow_run(flow_run_id, timeout=timeout, on_change=log_change)
 
     def on_change(state: State) -> None:
         display.state = state
 
-    with Live(console=console, get_renderable=display.render, refresh_per_second=8, transient=True):
+    with (
+        watch,
+        Live(console=console, get_renderable=display.render, refresh_per_second=8, transient=True),
+    ):
         return client.wait_for_flow_run(flow_run_id, timeout=timeout, on_change=on_change)

@@ -9,6 +9,7 @@ and the core; no other command module."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,6 +27,7 @@ from orchestrator.cli.display import (
     state_text,
 )
 from orchestrator.cli.progress import wait_with_progress
+from orchestrator.cli.run_ids import resolve_run_id
 from orchestrator.cli.tree import SHOW_LAST_LINES, failed_tails, run_tree, task_runs_table
 from orchestrator.cli.tries import tries_tables
 from orchestrator.client import Client
@@ -34,22 +36,19 @@ from orchestrator.states import State
 
 
 def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any]:
-    """Parameters from ``--params-json`` and then ``--param k=v`` (which wins).
+    """Parameters from ``--params-json`` (a JSON object, or ``@path`` of a file
+    holding one) or from ``--param k=v`` pairs; giving both is an error.
 
     A ``--param`` value is parsed as JSON when it parses (``n=3`` gives 3,
     ``xs=[1,2]`` a list) and kept as a string otherwise.
     """
-    params: dict[str, Any] = {}
+    if params_json and pairs:
+        raise click.UsageError(
+            "give parameters either with --param or with --params-json, not both"
+        )
     if params_json:
-        try:
-            loaded = json.loads(params_json)
-        except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--params-json") from None
-        if not isinstance(loaded, dict):
-            raise click.BadParameter(
-                f"must be a JSON object, got {type(loaded).__name__}", param_hint="--params-json"
-            )
-        params.update(loaded)
+        return _params_json(params_json)
+    params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
@@ -62,6 +61,29 @@ def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, A
     return params
 
 
+def _params_json(text: str) -> dict[str, Any]:
+    """The object of ``--params-json``: JSON text, or ``@path`` of a JSON file."""
+    where = "--params-json"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        where = f"--params-json file {path}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {path}: {exc.strerror or exc}", param_hint="--params-json"
+            ) from None
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=where) from None
+    if not isinstance(loaded, dict):
+        raise click.BadParameter(
+            f"must be a JSON object, got {type(loaded).__name__}", param_hint=where
+        )
+    return loaded
+
+
 @click.command()
 @click.argument("flow")
 @click.option("--project", "-p", required=True, help="The flow's project.")
@@ -72,7 +94,11 @@ def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, A
     metavar="KEY=VALUE",
     help="A parameter value (JSON when it parses, else a string); repeatable.",
 )
-@click.option("--params-json", metavar="JSON", help="Parameters as one JSON object.")
+@click.option(
+    "--params-json",
+    metavar="JSON|@FILE",
+    help="Parameters as one JSON object, or @path of a file holding one.",
+)
 @click.option("--label", "labels", multiple=True, help="An extra label for the run; repeatable.")
 @click.option("--name", "run_name", help="A readable name for the run.")
 @click.option("--wait", is_flag=True, help="Wait for the run to finish and show its task runs.")
@@ -80,7 +106,7 @@ def parse_params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, A
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="With --wait: give up after this many seconds.",
+    help="With --wait (required): give up after this many seconds.",
 )
 @click.pass_context
 def run(
@@ -99,6 +125,8 @@ def run(
     Without --wait, print the run id. With --wait, show its progress, then its
     final state and task runs; the exit code is 0 on Success and 1 otherwise.
     """
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout only applies with --wait")
     values = parse_params(params, params_json)
     client = Client()
     run_id = client.create_flow_run(
@@ -153,7 +181,7 @@ def list_runs(
     wanted = None
     if state is not None:
         wanted = next(s for s in State if s.value.lower() == state.lower())
-    client = Client()
+    client = Client(reading=True)
     console = make_console()
     if roots or flow or project:
         page = client.flow_runs_page(limit, None, roots, wanted, flow, project)
@@ -228,8 +256,10 @@ def show(run_id: str) -> None:
     the tries of each restarted run in it.
 
     The last log lines of failed task runs (its own and its children's) follow the tree.
+    RUN_ID may be a prefix of the id that only one run has.
     """
-    client = Client()
+    client = Client(reading=True)
+    run_id = resolve_run_id(client, run_id)
     console = make_console()
     console.print(run_tree(client, run_id))
     for table in tries_tables(client, run_id):  # a restarted run: each of its tries
@@ -249,8 +279,12 @@ def show(run_id: str) -> None:
 @click.argument("run_id", metavar="RUN_ID")
 @click.option("--no-children", is_flag=True, help="Leave its child runs running.")
 def cancel(run_id: str, no_children: bool) -> None:
-    """Cancel a flow run that has not finished (and, by default, its unfinished children)."""
+    """Cancel a flow run that has not finished (and, by default, its unfinished children).
+
+    RUN_ID may be a prefix of the id that only one run has.
+    """
     client = Client()
+    run_id = resolve_run_id(client, run_id)
     before = client.get_flow_run(run_id, task_runs=False)
     pending = [] if no_children else _unfinished_descendants(client, before)
     cancelled = client.cancel_flow_run(run_id, cancel_children=not no_children)

@@ -1,15 +1,20 @@
 """Creating the SQLAlchemy engine of a database URL: the SQLite pragmas (WAL, our own
 ``BEGIN IMMEDIATE`` for writes) and, for a database server, a pool checkout guard that
 pings a pooled connection only when there is reason to doubt it (see
-:func:`guard_checkouts`), not on every checkout as ``pool_pre_ping`` would. Imports
+:func:`guard_checkouts`), not on every checkout as ``pool_pre_ping`` would. An
+SQLite file in a folder this process cannot write is opened read-only. Imports
 SQLAlchemy, the standard library, and the core's errors and config."""
 
 from __future__ import annotations
 
+import os
 import select
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
@@ -34,11 +39,15 @@ def make_engine(url: str) -> Engine:
     """
     is_sqlite = url.startswith("sqlite")
     kwargs: dict[str, Any] = {}
+    read_only = False
     if is_sqlite:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            read_only = _read_only_file(Path(path))
         kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+        if read_only:
+            kwargs["creator"] = _read_only_creator(Path(path))
     else:
         kwargs["connect_args"] = {"connect_timeout": 10} if "psycopg" in url else {}
         kwargs["pool_size"] = 5
@@ -49,21 +58,41 @@ def make_engine(url: str) -> Engine:
             f"database URL {hide_password(url)} is not usable: {exc}".splitlines()[0]
         ) from None
     if is_sqlite:
-        sqlite_pragmas(engine)
+        sqlite_pragmas(engine, read_only)
     else:  # a file has no server to go away; a server connection is checked
         guard_checkouts(engine)
     return engine
 
 
-def sqlite_pragmas(engine: Engine) -> None:
-    """WAL and a busy timeout on every SQLite connection; transactions begun by us
-    (``BEGIN IMMEDIATE`` for writers, none for one-statement reads)."""
+def _read_only_file(path: Path) -> bool:
+    """Whether an existing SQLite file sits in a folder this process cannot write
+    (a read-only home): SQLite could create no journal or lock files beside it."""
+    return path.is_file() and not os.access(path.parent, os.W_OK)
+
+
+def _read_only_creator(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections that only read ``path``: ``mode=ro``, and ``immutable`` when no
+    writer holds it open (no ``-wal`` file, which a writer would have created)."""
+
+    def connect() -> sqlite3.Connection:
+        wal = path.with_name(path.name + "-wal").exists()
+        uri = f"file:{quote(str(path))}?mode=ro" + ("" if wal else "&immutable=1")
+        return sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
+
+    return connect
+
+
+def sqlite_pragmas(engine: Engine, read_only: bool = False) -> None:
+    """WAL and a busy timeout on every SQLite connection (WAL left as it is on a
+    read-only file); transactions begun by us (``BEGIN IMMEDIATE`` for writers,
+    none for one-statement reads)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        if not read_only:
+            cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=60000")
         cur.execute("PRAGMA foreign_keys=ON")

@@ -210,6 +210,14 @@ class FlowRuns:
             raise FlowRunNotFound(f"no flow run {flow_run_id!r}")
         return flow_run(row)
 
+    def ids_starting_with(self, prefix: str, limit: int = 2) -> builtins.list[str]:
+        """At most ``limit`` flow run ids that start with ``prefix`` (hex digits and dashes)."""
+        if not prefix or any(c not in "0123456789abcdef-" for c in prefix):
+            return []
+        with self._db.reading() as s:
+            q = select(FlowRun.id).where(FlowRun.id.startswith(prefix)).order_by(FlowRun.id)
+            return list(s.scalars(q.limit(limit)))
+
     def set_state(
         self,
         flow_run_id: str,

@@ -49,6 +49,9 @@ def upgrade(db: Database) -> str:
     # alembic is heavy and only needed for migrations: imported when one is asked for
     from alembic import command
 
+    head = head_revision(db)
+    if current_revision(db) == head:
+        return head  # nothing to do: no lock file either (a read-only home works)
     cfg = _alembic_config(db.url)
     with _migration_lock(db), db.translate(), db.engine.begin() as conn:
         cfg.attributes["connection"] = conn

@@ -197,7 +197,7 @@ def test_unreachable_redis_hides_its_password(fleet: Fleet) -> None:
     # Given a Redis URL with a password, where nothing listens
     env = {**fleet.env, "ORCHESTRATOR_REDIS_URL": "redis://:s3cret-pw@127.0.0.1:1/0"}
     # When a command needs Redis
-    done = cli(env, "runs")
+    done = cli(env, "run", "some-flow", "--project", "p")
     # Then it fails with one line, password hidden
     assert done.returncode == 1
     lines = done.stderr.splitlines()

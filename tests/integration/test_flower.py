@@ -66,8 +66,11 @@ class FlowerProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-def start_flower(env: dict[str, str], log_path: Path, *args: str) -> FlowerProcess:
-    """Start ``orchestrator flower`` with ``args`` and wait until it answers."""
+def start_flower(
+    env: dict[str, str], log_path: Path, *args: str, answers_on: int | None = None
+) -> FlowerProcess:
+    """Start ``orchestrator flower`` with ``args`` and wait until it answers (on port
+    ``answers_on`` when ``args`` move it)."""
     port = free_port()
     cmd = [sys.executable, "-m", "orchestrator.cli", "flower", "--port", str(port)]
     cmd += ["--address", "127.0.0.1", *args]
@@ -75,7 +78,7 @@ def start_flower(env: dict[str, str], log_path: Path, *args: str) -> FlowerProce
         proc = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    flower = FlowerProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    flower = FlowerProcess(proc, f"http://127.0.0.1:{answers_on or port}", log_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -305,3 +308,48 @@ def test_orchestrator_flower_refuses_to_start_without_auth(fleet: Fleet) -> None
         [*base, "--basic-auth", "nopassword"], env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 1 and "USER:PASSWORD" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "passed",
+    [
+        ["--", "--address=0.0.0.0"],
+        ["--", "--address", "0.0.0.0"],
+        ["--", "--address="],
+        ["--", "-address=0.0.0.0"],
+        ["--", "--conf=evil.py"],
+        ["--", "--unix_socket=/tmp/flower.sock"],
+    ],
+)
+def test_options_passed_to_flower_cannot_undo_the_auth_rule(
+    fleet: Fleet, passed: list[str]
+) -> None:
+    # Given no credentials and --unauthenticated on loopback
+    env = {k: v for k, v in fleet.env.items() if not k.startswith("FLOWER_")}
+    cmd = [sys.executable, "-m", "orchestrator.cli", "flower", "--port", str(free_port())]
+    # When an option passed through to Flower would make it listen elsewhere or
+    # read its settings from a file
+    out = subprocess.run(
+        [*cmd, "--unauthenticated", *passed], env=env, capture_output=True, text=True, timeout=60
+    )
+    # Then it refuses to start, with one error line
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), out.stderr
+    assert "refusing" in lines[0] or "does not pass" in lines[0]
+
+
+def test_the_banner_says_where_flower_really_listens(fleet: Fleet, tmp_path: Path) -> None:
+    # Given Flower started with a --port passed through after its own --port
+    env = {k: v for k, v in fleet.env.items() if not k.startswith("FLOWER_")}
+    real = free_port()
+    flower = start_flower(
+        env, tmp_path / "flower.log", "--unauthenticated", "--", f"--port={real}", answers_on=real
+    )
+    try:
+        # Then it answers on that port, and its banner names that port
+        assert flower.status("/workers") == 200
+        banner = next(line for line in flower.log().splitlines() if "flower on" in line)
+        assert f"http://127.0.0.1:{real} " in banner, banner
+    finally:
+        stop_flower(flower)

@@ -117,6 +117,23 @@ def test_lines_are_stored_in_one_batch_with_the_task_run(fleet: Fleet, chatty_ru
     ]
 
 
+def test_a_printed_line_is_one_info_line_of_the_worker_log_naming_run_and_task(
+    fleet: Fleet, chatty_run: str
+) -> None:
+    # Given the run whose task `first` printed "hello from fleet" and a line in two parts
+    logged = fleet.log_text().splitlines()
+    # Then the worker log has one line for each, at INFO, naming the run and the task
+    for text in ("hello from fleet", "partial line joined"):
+        mine = [line for line in logged if text in line and chatty_run in line]
+        assert len(mine) == 1, "\n".join(line for line in logged if text in line)
+        assert "INFO" in mine[0] and f"flow run {chatty_run} task first: {text}" in mine[0]
+    # And nothing printed by a task became a WARNING line of Celery's redirection
+    assert not [line for line in logged if "hello from fleet" in line and "WARNING" in line]
+    # And a line printed to stderr is one WARNING line naming them
+    err = [line for line in logged if "to stderr from fleet" in line and chatty_run in line]
+    assert len(err) == 1 and "WARNING" in err[0], err
+
+
 def test_logs_children_shows_child_runs_lines(fleet: Fleet) -> None:
     # Given a parent whose task prints and which waits for a child that prints too
     fleet.client.register(deploy.chatty_child, deploy.LOGS_PROJECT)
