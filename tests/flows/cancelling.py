@@ -11,7 +11,7 @@ from datetime import timedelta
 from orchestrator import Flow, Parameter, task
 from orchestrator.context import current
 from orchestrator.tasks import StartFlowRun
-from tests.flows.common import _redis, finished
+from tests.flows.common import finished, redis_client
 
 PROJECT = "cancelling"
 
@@ -27,7 +27,7 @@ def sleep_then_write(seconds: float) -> str:
     time.sleep(seconds)
     ctx = current()
     if ctx is not None and ctx.flow_run_id:
-        _redis().set(side_effect_key(ctx.flow_run_id), "written", ex=3600)
+        redis_client().set(side_effect_key(ctx.flow_run_id), "written", ex=3600)
     finished()
     return "woke up"
 

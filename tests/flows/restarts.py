@@ -11,7 +11,7 @@ import redis
 from orchestrator import Flow, Parameter, task
 from orchestrator.context import current
 from orchestrator.tasks import StartFlowRun
-from tests.flows.common import _redis, finished
+from tests.flows.common import finished, redis_client
 
 PROJECT = "restarts"
 
@@ -37,7 +37,7 @@ def flaky_step(name: str, seconds: float = 3.0) -> str:
     tries = 1
     if run_id is not None:
         with contextlib.suppress(redis.RedisError):
-            tries = int(_redis().incr(tries_key(run_id)))
+            tries = int(redis_client().incr(tries_key(run_id)))
     if tries == 1:
         finished()
         raise RuntimeError(f"{name} fails on its first try")
@@ -74,7 +74,7 @@ def flaky_if(fail: bool) -> str:
     ctx = current()
     tries = 1
     if ctx is not None and ctx.flow_run_id is not None:
-        tries = int(_redis().incr(tries_key(ctx.flow_run_id)))
+        tries = int(redis_client().incr(tries_key(ctx.flow_run_id)))
     finished()
     if fail and tries == 1:
         raise RuntimeError("this element fails on its first try")
