@@ -161,8 +161,8 @@ def test_redis_with_a_wrong_password(
     message = str(info.value)
     assert message.startswith(f"Redis at {shown} refused the password"), message
     assert "wrong-secret" not in message and "\n" not in message
-    # and so does the command line, exiting 1
-    result = cli(_env(tmp_path, url, database_url), "runs")
+    # and so does a command that needs Redis, exiting 1 (reading history needs none)
+    result = cli(_env(tmp_path, url, database_url), "run", "some-flow", "--project", "p")
     assert result.returncode == 1, result
     assert result.stderr.strip() == f"error: {message}", result.stderr
     assert "wrong-secret" not in result.stdout + result.stderr

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -346,6 +347,11 @@ def test_beat_down_across_ten_slots_runs_exactly_the_four_inside_the_window(
 # --- skip, with `orchestrator beat` for real --------------------------------------------------
 
 
+def _policy_skip(run: Any) -> bool:
+    """A slot the overlap policy skipped (not one missed while beat was late)."""
+    return run.state == State.SKIPPED.value and not (run.message or "").startswith("missed:")
+
+
 def test_a_5s_flow_every_2s_with_skip_never_has_two_runs_at_once(
     policies: Policies, proj: str, tmp_path: Path
 ) -> None:
@@ -361,7 +367,7 @@ def test_a_5s_flow_every_2s_with_skip_never_has_two_runs_at_once(
             rs = policies.runs(proj, name)
             return (
                 len([r for r in rs if r.state == State.SUCCESS.value]) >= 2
-                and len([r for r in rs if r.state == State.SKIPPED.value]) >= 3
+                and len([r for r in rs if _policy_skip(r)]) >= 3
             )
 
         policies.wait("two runs and three skipped slots", enough, timeout=120)
@@ -369,7 +375,9 @@ def test_a_5s_flow_every_2s_with_skip_never_has_two_runs_at_once(
         proc.stop()
     runs = policies.runs(proj, name)
     real = [r for r in runs if r.state != State.SKIPPED.value]
-    skipped = [r for r in runs if r.state == State.SKIPPED.value]
+    # (a slot that passed while beat's tick was late on a loaded machine is recorded
+    # as missed, not as skipped by the policy)
+    skipped = [r for r in runs if _policy_skip(r)]
     # Then no run was created, or started, before the one before it had ended
     for before, after in itertools.pairwise(real):
         assert before.end_time is not None
