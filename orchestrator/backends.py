@@ -159,23 +159,29 @@ def _celery_url(settings: Settings) -> str:
     return f"redis+socket://{embedded.socket_path(settings.home)}"
 
 
+def _redis_py_url(url: str) -> str:
+    """A Redis URL as redis-py spells it (Celery's ``redis+socket://`` is ``unix://``)."""
+    prefix = "redis+socket://"
+    return "unix://" + url[len(prefix) :] if url.startswith(prefix) else url
+
+
 def redis_urls(settings: Settings) -> tuple[str, str]:
     """The Redis URL for Celery and for redis-py, starting the embedded server if needed."""
     if settings.redis_url:
-        url = settings.redis_url
-        if url.startswith("redis+socket://"):
-            return url, "unix://" + url[len("redis+socket://") :]
-        return url, url
+        return settings.redis_url, _redis_py_url(settings.redis_url)
     sock = embedded.ensure_running(settings.home)
     return f"redis+socket://{sock}", f"unix://{sock}"
 
 
 def redis_client(url: str) -> redis.Redis:
-    """A redis-py client for a Redis URL; for a ``sentinel://`` URL, a client of the
-    master the sentinels name (found again after a failover)."""
+    """A redis-py client for a Redis URL (Celery's ``redis+socket://`` spelling too);
+    for a ``sentinel://`` URL, a client of the master the sentinels name (found again
+    after a failover)."""
     sentinel = sentinel_url(url)
     if sentinel is None:
-        return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        return redis.Redis.from_url(
+            _redis_py_url(url), socket_connect_timeout=5, health_check_interval=30
+        )
     manager = Sentinel(list(sentinel.sentinels), socket_connect_timeout=5, socket_timeout=5)
     return cast(
         redis.Redis,
@@ -241,8 +247,7 @@ def _backends(settings: Settings) -> Backends:
 @functools.lru_cache(maxsize=8)
 def _reading_backends(settings: Settings) -> Backends:
     url = _celery_url(settings)
-    plain = "unix://" + url[len("redis+socket://") :] if url.startswith("redis+socket://") else url
-    client = redis.Redis.from_url(plain, socket_connect_timeout=5, health_check_interval=30)
+    client = redis_client(url)
     store = Store(settings.resolved_database_url(), auto_migrate=settings.embedded_database)
     return Backends(settings, url, client, store, celery_app_for(settings))
 

@@ -68,10 +68,17 @@ class Canceller:
     def stop_code(self, flow_run_id: str) -> None:
         """Revoke, terminating them, the Celery tasks running the run's task code."""
         key = constants.RUNNING_CODE.format(id=flow_run_id)
+        marker = constants.RUNNING_CODE_CANCELLED
         try:
-            ids = sorted({v.decode() if isinstance(v, bytes) else v for v in self.redis.hvals(key)})
+            # one transaction: code recorded after it sees the marker and does not start
+            with self.redis.pipeline() as pipe:
+                pipe.hset(key, marker, "1")
+                pipe.expire(key, constants.RUNNING_CODE_TTL)
+                pipe.hgetall(key)
+                recorded: dict[bytes, bytes] = pipe.execute()[-1]
         except redis.RedisError:
             return  # the code runs on; its result changes nothing (the run is Cancelled)
+        ids = sorted({v.decode() for k, v in recorded.items() if k.decode() != marker})
         if ids:
             self.app.control.revoke(ids, terminate=True, signal="SIGTERM")
             self.revoked.extend(ids)

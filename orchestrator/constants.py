@@ -63,5 +63,8 @@ SWEEP_LOCK = KEY_PREFIX + "lock:sweep:{scope}"
 #: Hash of a flow run's task runs whose code runs now: task run id -> the Celery task
 #: id running it (what a cancel revokes, terminating the code).
 RUNNING_CODE = KEY_PREFIX + "running-code:{id}"
+#: The field of :data:`RUNNING_CODE` a cancel sets (before it reads the others), so
+#: that code recorded after that read sees the cancel and does not start.
+RUNNING_CODE_CANCELLED = "!cancelled"
 #: Seconds a running-code entry outlives a worker that died without removing it.
 RUNNING_CODE_TTL = 86_400

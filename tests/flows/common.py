@@ -19,10 +19,8 @@ def redis_client() -> redis.Redis:
     """A client of the Redis the workers use (ORCHESTRATOR_REDIS_URL), made once."""
     global _client
     if _client is None:
-        url = os.environ["ORCHESTRATOR_REDIS_URL"]
-        if url.startswith("redis+socket://"):
-            url = "unix://" + url[len("redis+socket://") :]
-        _client = connect_redis(url)  # sentinel:// URLs too
+        # Celery's spelling of the URL, sentinel:// included
+        _client = connect_redis(os.environ["ORCHESTRATOR_REDIS_URL"])
     return _client
 
 
